@@ -1,0 +1,110 @@
+"""Flat batch tensors for one model step, built from per-sequence work items.
+
+This is the only place that turns scheduler decisions (which sequence runs how many tokens at
+which positions, in which cache blocks) into the tensors the model reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from augury.models.layers import AttentionMetadata, PrefillSpan
+
+
+@dataclass
+class SeqWork:
+    """One sequence's share of a step: `tokens` at positions start_pos .. start_pos + len - 1."""
+
+    tokens: Sequence[int]
+    start_pos: int
+    block_table: Sequence[int]
+
+
+@dataclass
+class StepBatch:
+    input_ids: torch.Tensor
+    """(T,) int64"""
+    positions: torch.Tensor
+    """(T,) int64"""
+    meta: AttentionMetadata
+    logits_index: torch.Tensor
+    """(N,) int64: the flat index of each sequence's last token, in the order work was given."""
+
+
+def build_step_batch(
+    prefills: Sequence[SeqWork],
+    decodes: Sequence[SeqWork],
+    block_size: int,
+    device: torch.device,
+) -> StepBatch:
+    """Lay out prefill chunks first, then one token per decoding sequence.
+
+    `logits_index` follows the order prefills + decodes, one entry per sequence.
+    """
+    ids: list[int] = []
+    pos: list[int] = []
+    slots: list[int] = []
+    spans: list[PrefillSpan] = []
+    last: list[int] = []
+    for w in prefills:
+        start = len(ids)
+        _append(w, block_size, ids, pos, slots)
+        ctx = w.start_pos + len(w.tokens)
+        table = torch.tensor(w.block_table[: -(-ctx // block_size)], dtype=torch.int64)
+        spans.append(PrefillSpan(start, len(ids), ctx, table.to(device)))
+        last.append(len(ids) - 1)
+    decode_start = len(ids)
+    max_blocks = 0
+    for w in decodes:
+        if len(w.tokens) != 1:
+            raise ValueError(f"a decode step takes exactly one token, got {len(w.tokens)}")
+        _append(w, block_size, ids, pos, slots)
+        max_blocks = max(max_blocks, -(-(w.start_pos + 1) // block_size))
+        last.append(len(ids) - 1)
+
+    b = len(decodes)
+    tables = torch.zeros((b, max_blocks), dtype=torch.int64)
+    ctx_lens = torch.empty(b, dtype=torch.int64)
+    for i, w in enumerate(decodes):
+        n = -(-(w.start_pos + 1) // block_size)
+        tables[i, :n] = torch.tensor(w.block_table[:n], dtype=torch.int64)
+        ctx_lens[i] = w.start_pos + 1
+    key_pos = torch.arange(max_blocks * block_size)
+    mask = torch.zeros((b, 1, 1, max_blocks * block_size), dtype=torch.float32)
+    hidden = (key_pos[None, :] >= ctx_lens[:, None]).view(b, 1, 1, max_blocks * block_size)
+    mask.masked_fill_(hidden, float("-inf"))
+
+    meta = AttentionMetadata(
+        slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
+        prefills=spans,
+        decode_start=decode_start,
+        decode_block_tables=tables.to(device),
+        decode_mask=mask.to(device),
+    )
+    return StepBatch(
+        input_ids=torch.tensor(ids, dtype=torch.int64, device=device),
+        positions=torch.tensor(pos, dtype=torch.int64, device=device),
+        meta=meta,
+        logits_index=torch.tensor(last, dtype=torch.int64, device=device),
+    )
+
+
+def _append(
+    w: SeqWork, block_size: int, ids: list[int], pos: list[int], slots: list[int]
+) -> None:
+    n = len(w.tokens)
+    if n == 0:
+        raise ValueError("a sequence's share of a step has no tokens")
+    needed = -(-(w.start_pos + n) // block_size)
+    if len(w.block_table) < needed:
+        raise ValueError(
+            f"block table has {len(w.block_table)} blocks; positions up to "
+            f"{w.start_pos + n - 1} need {needed}"
+        )
+    ids.extend(w.tokens)
+    for p in range(w.start_pos, w.start_pos + n):
+        pos.append(p)
+        slots.append(w.block_table[p // block_size] * block_size + p % block_size)

@@ -1,0 +1,347 @@
+"""The generation engine: requests in, token deltas out, one `step()` at a time.
+
+    step() = schedule() -> execute() -> update()
+
+The engine owns the model, the paged cache, the scheduler and the sampler. It is synchronous and
+single-threaded; `AsyncEngine` drives it from a background thread and `LLM` drives it inline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from augury.llm.detokenizer import IncrementalDetokenizer
+from augury.llm.kv_cache import (
+    BlockManager,
+    allocate_kv_caches,
+    bytes_per_block,
+    num_blocks_for_budget,
+)
+from augury.llm.outputs import CompletionDelta, EngineStats, RequestOutput, Usage
+from augury.llm.runner import ModelRunner
+from augury.llm.sampler import Sampler, SampleRow
+from augury.llm.sampling_params import SamplingParams
+from augury.llm.scheduler import Scheduler
+from augury.llm.sequence import Sequence, SeqStatus
+from augury.models.config import LoadedModel
+from augury.models.default import DEFAULT_MODEL_ID, default_model_path
+from augury.models.llama import LlamaModel, build_model
+from augury.models.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class EngineConfig:
+    """Everything that shapes an engine. Only the engine and the app factory see all of it."""
+
+    model: str | None = None
+    """A .gguf file or a Hugging Face checkpoint folder; None means the bundled SmolLM2."""
+    model_id: str | None = None
+    """Name clients use for the model; defaults to the file's stem."""
+    dtype: str = "bfloat16"
+    """Compute and cache dtype: float32 (exact), bfloat16 (~2x faster on AVX-512 BF16 CPUs)."""
+    device: str = "cpu"
+    """'cpu', or 'cuda' / 'cuda:N' when a GPU is present."""
+    kv_cache_memory: int = 1 << 30
+    """Bytes for keys and values of all sequences together."""
+    block_size: int = 16
+    """Tokens per cache block."""
+    max_num_seqs: int = 128
+    """Most sequences decoding together."""
+    max_num_batched_tokens: int = 512
+    """Token budget of one step (decodes + prompt chunks)."""
+    max_model_len: int | None = None
+    """Longest prompt + output; defaults to the model's context length."""
+    max_waiting: int = 1024
+    """Most requests waiting for admission; more are refused (the server answers 429)."""
+    num_threads: int | None = None
+    """torch intra-op threads; None leaves torch's default (one per core)."""
+    seed: int = 0
+    """Seed of the shared random source for requests without a seed of their own."""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "max_waiting"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.kv_cache_memory <= 0:
+            raise ValueError(f"kv_cache_memory must be positive, got {self.kv_cache_memory}")
+
+
+class QueueFullError(RuntimeError):
+    """The waiting queue is at max_waiting; try again later."""
+
+
+def load_model_and_tokenizer(
+    path: str | None, dtype: torch.dtype, device: str
+) -> tuple[LoadedModel, LlamaModel, Tokenizer]:
+    """Weights, a built model and its tokenizer, from a GGUF file or a Hugging Face folder."""
+    from augury.models.loader import load_weights
+
+    source = Path(path) if path else default_model_path()
+    loaded = load_weights(source)
+    model = build_model(loaded.config, loaded.tensors, dtype=dtype, device=device)
+    loaded.tensors.clear()  # the model holds its own copies; free the float32 originals
+    if source.is_dir():
+        tokenizer = Tokenizer.from_dir(source)
+    else:
+        tokenizer = Tokenizer.from_gguf_metadata(loaded.metadata)
+    return loaded, model, tokenizer
+
+
+class LLMEngine:
+    def __init__(self, model: LlamaModel, tokenizer: Tokenizer, config: EngineConfig) -> None:
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        cfg = model.cfg
+        self.model_id = config.model_id or DEFAULT_MODEL_ID
+        self.max_model_len = min(config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        dtype = model.dtype
+        num_blocks = num_blocks_for_budget(cfg, config.block_size, dtype, config.kv_cache_memory)
+        self.blocks = BlockManager(num_blocks, config.block_size)
+        self.kv_caches = allocate_kv_caches(cfg, num_blocks, config.block_size, dtype, model.device)
+        self.runner = ModelRunner(model, self.kv_caches, config.block_size)
+        self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
+        self.eos_token_ids = frozenset(tokenizer.eos_token_ids) | frozenset(cfg.eos_token_ids)
+        self.sampler = Sampler(cfg.vocab_size, sorted(self.eos_token_ids))
+        self._requests: dict[str, list[Sequence]] = {}
+        self._seq_ids = itertools.count()
+        self._prompt_tokens_total = 0
+        self._generation_tokens_total = 0
+        self._steps = 0
+        self._last_step_ms = 0.0
+        self._last_model_ms = 0.0
+        torch.manual_seed(config.seed)
+        log.info(
+            "kv cache: %d blocks x %d tokens = %d tokens (%.0f MiB)",
+            num_blocks, config.block_size, self.cache_tokens,
+            num_blocks * bytes_per_block(cfg, config.block_size, dtype) / 2**20,
+        )
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> LLMEngine:
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        _, model, tokenizer = load_model_and_tokenizer(config.model, DTYPES[config.dtype], config.device)
+        if config.model_id is None and config.model:
+            config.model_id = Path(config.model).name.removesuffix(".gguf")
+        return cls(model, tokenizer, config)
+
+    @property
+    def cache_tokens(self) -> int:
+        """How many tokens the KV cache holds in all."""
+        return self.blocks.num_blocks * self.blocks.block_size
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def tokenize_prompt(self, prompt: str | Seq[int]) -> list[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = [int(t) for t in prompt]
+            bad = [t for t in ids if not 0 <= t < self.model.cfg.vocab_size]
+            if bad:
+                raise ValueError(f"prompt token id {bad[0]} is outside the vocabulary (0..{self.model.cfg.vocab_size - 1})")
+        if not ids:
+            raise ValueError("prompt is empty: give at least one token")
+        return ids
+
+    def check_request(self, prompt_ids: Seq[int], params: SamplingParams) -> None:
+        """Refuse what can never run: too long for the context or for the whole cache."""
+        params.check_vocab(self.model.cfg.vocab_size)
+        total = len(prompt_ids) + params.max_tokens
+        if total > self.max_model_len:
+            raise ValueError(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) = {total} "
+                f"exceeds the context length of {self.max_model_len}; shorten the prompt or "
+                "lower max_tokens"
+            )
+        if self.blocks.blocks_for_tokens(total) > self.blocks.num_blocks:
+            raise ValueError(
+                f"prompt + max_tokens = {total} tokens can never fit the KV cache "
+                f"({self.cache_tokens} tokens); raise kv_cache_memory or lower max_tokens"
+            )
+
+    def add_request(
+        self,
+        request_id: str,
+        prompt: str | Seq[int],
+        params: SamplingParams,
+        priority: int = 0,
+        arrival: float | None = None,
+    ) -> list[int]:
+        """Queue a request; returns its prompt token ids. Raises ValueError for bad input and
+        QueueFullError when max_waiting requests already wait."""
+        if request_id in self._requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        if self.scheduler.num_waiting >= self.config.max_waiting:
+            raise QueueFullError(f"{self.scheduler.num_waiting} requests are waiting already")
+        prompt_ids = self.tokenize_prompt(prompt)
+        self.check_request(prompt_ids, params)
+        seq = self._new_seq(request_id, 0, prompt_ids, params, priority, arrival or time.monotonic())
+        seq.pending_forks = params.n - 1
+        self._requests[request_id] = [seq]
+        self.scheduler.add(seq)
+        self._prompt_tokens_total += len(prompt_ids)
+        return prompt_ids
+
+    def abort(self, request_id: str) -> bool:
+        """Stop a request now and free its cache blocks. False if it is unknown or finished."""
+        seqs = self._requests.pop(request_id, None)
+        if seqs is None:
+            return False
+        for seq in seqs:
+            if not seq.finished:
+                seq.status = SeqStatus.FINISHED
+                seq.finish_reason = "abort"
+                self.scheduler.remove(seq)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self._requests)
+
+    def _new_seq(
+        self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams,
+        priority: int, arrival: float,
+    ) -> Sequence:
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator().manual_seed((params.seed + index) % (1 << 63))
+        detok = IncrementalDetokenizer(
+            self.tokenizer, prompt_ids=prompt_ids,
+            skip_special_tokens=params.skip_special_tokens, stop=params.stop,
+        )
+        return Sequence(
+            seq_id=next(self._seq_ids), request_id=request_id, index=index, prompt_ids=prompt_ids,
+            params=params, arrival=arrival, detok=detok, priority=priority, generator=generator,
+        )
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(self) -> list[RequestOutput]:
+        t0 = time.perf_counter()
+        sched = self.scheduler.schedule()
+        if sched.is_empty:
+            return []
+        t1 = time.perf_counter()
+        ready, logits = self.runner.execute(sched)
+        for s in sched.prefills + sched.decodes:
+            s.seq.num_computed += s.num_tokens
+        rows, logits = self._fork_samples(ready, logits)
+        result = self.sampler(
+            logits, [SampleRow(q.params, q.prompt_ids, q.output_ids, q.generator) for q in rows]
+        )
+        t2 = time.perf_counter()
+        touched = self._update(rows, result.token_ids, result.logprobs)
+        self._steps += 1
+        self._last_model_ms = (t2 - t1) * 1e3
+        self._last_step_ms = (time.perf_counter() - t0) * 1e3
+        return self._outputs(touched)
+
+    def _fork_samples(self, ready: list[Sequence], logits: torch.Tensor) -> tuple[list[Sequence], torch.Tensor]:
+        """A prompt that just finished prefill with n > 1 splits into n samples sharing its blocks;
+        each gets its own row (a copy of the prompt's logits) to draw its first token from."""
+        if not any(s.pending_forks for s in ready):
+            return ready, logits
+        rows: list[Sequence] = []
+        index: list[int] = []
+        for i, seq in enumerate(ready):
+            rows.append(seq)
+            index.append(i)
+            for k in range(1, seq.pending_forks + 1):
+                child = self._new_seq(
+                    seq.request_id, k, seq.prompt_ids, seq.params, seq.priority, seq.arrival
+                )
+                child.block_table = self.blocks.fork(seq.block_table)
+                child.num_computed = seq.num_computed
+                self.scheduler.add_running(child, after=seq if k == 1 else rows[-1])
+                self._requests[seq.request_id].append(child)
+                rows.append(child)
+                index.append(i)
+            seq.pending_forks = 0
+        return rows, logits[torch.tensor(index, dtype=torch.int64)]
+
+    def _update(self, rows: list[Sequence], tokens: list[int], logprobs: list) -> list[Sequence]:  # type: ignore[type-arg]
+        for seq, tok, lp in zip(rows, tokens, logprobs, strict=True):
+            seq.output_ids.append(tok)
+            if lp is not None:
+                seq.logprobs.append(lp)
+            self._generation_tokens_total += 1
+            p = seq.params
+            if tok in p.stop_token_ids:  # the sampler bans them before min_tokens
+                self._finish(seq, "stop", tok)
+                continue
+            if tok in self.eos_token_ids and not p.ignore_eos:
+                self._finish(seq, "stop", None)
+                continue
+            seq.pending_text += seq.detok.push(tok)
+            if seq.detok.stopped:
+                self._finish(seq, "stop", seq.detok.stop_reason, flush=False)
+            elif len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
+                self._finish(seq, "length", None)
+        return rows
+
+    def _finish(self, seq: Sequence, reason: str, stop_reason: str | int | None, flush: bool = True) -> None:
+        if flush:
+            seq.pending_text += seq.detok.flush()
+        seq.status = SeqStatus.FINISHED
+        seq.finish_reason = reason
+        seq.stop_reason = stop_reason
+        self.scheduler.remove(seq)
+
+    def _outputs(self, touched: list[Sequence]) -> list[RequestOutput]:
+        by_request: dict[str, list[Sequence]] = {}
+        for seq in touched:
+            by_request.setdefault(seq.request_id, []).append(seq)
+        outputs = []
+        for request_id, seqs in by_request.items():
+            deltas = [self._delta(seq) for seq in seqs]
+            all_seqs = self._requests[request_id]
+            finished = all(s.finished for s in all_seqs) and not any(s.pending_forks for s in all_seqs)
+            usage = Usage(len(all_seqs[0].prompt_ids), sum(len(s.output_ids) for s in all_seqs))
+            outputs.append(RequestOutput(request_id, deltas, finished, usage))
+            if finished:
+                del self._requests[request_id]
+        return outputs
+
+    def _delta(self, seq: Sequence) -> CompletionDelta:
+        new_ids = seq.output_ids[seq.sent_tokens :]
+        new_lps = seq.logprobs[seq.sent_logprobs :] if seq.params.logprobs is not None else None
+        delta = CompletionDelta(
+            index=seq.index, text=seq.pending_text, token_ids=new_ids, logprobs=new_lps,
+            finish_reason=seq.finish_reason, stop_reason=seq.stop_reason,
+        )
+        seq.sent_tokens = len(seq.output_ids)
+        seq.sent_logprobs = len(seq.logprobs)
+        seq.pending_text = ""
+        return delta
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=len(self.scheduler.running),
+            waiting=self.scheduler.num_waiting,
+            kv_blocks_used=self.blocks.num_used,
+            kv_blocks_total=self.blocks.num_blocks,
+            block_size=self.blocks.block_size,
+            prompt_tokens_total=self._prompt_tokens_total,
+            generation_tokens_total=self._generation_tokens_total,
+            steps_total=self._steps,
+            preemptions_total=self.scheduler.num_preemptions,
+            last_step_ms=self._last_step_ms,
+            last_model_ms=self._last_model_ms,
+        )

@@ -1,0 +1,128 @@
+"""The paged KV cache: preallocated tensors and the block manager that hands out their blocks.
+
+Keys and values of each layer live in one tensor of shape
+(num_blocks, block_size, num_kv_heads, head_dim). A sequence owns a list of block ids (its block
+table); blocks are reference-counted so that the n samples of one prompt share the prompt's
+blocks, with copy-on-write when a shared partially filled block is appended to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from augury.models.config import LlamaConfig
+
+
+def bytes_per_block(cfg: LlamaConfig, block_size: int, dtype: torch.dtype) -> int:
+    """Cache bytes one block takes across all layers, keys and values."""
+    elem = torch.empty(0, dtype=dtype).element_size()
+    return 2 * cfg.num_layers * block_size * cfg.num_kv_heads * cfg.head_dim * elem
+
+
+def num_blocks_for_budget(
+    cfg: LlamaConfig, block_size: int, dtype: torch.dtype, budget_bytes: int
+) -> int:
+    n = budget_bytes // bytes_per_block(cfg, block_size, dtype)
+    if n < 2:
+        raise ValueError(
+            f"kv cache memory of {budget_bytes} bytes holds {n} blocks of {block_size} tokens; "
+            f"at least 2 are needed ({2 * bytes_per_block(cfg, block_size, dtype)} bytes)"
+        )
+    return int(n)
+
+
+def allocate_kv_caches(
+    cfg: LlamaConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    shape = (num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
+    return [
+        (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        for _ in range(cfg.num_layers)
+    ]
+
+
+@dataclass(frozen=True)
+class BlockCopy:
+    """Copy the contents of block `src` into block `dst` (all layers) before the step runs."""
+
+    src: int
+    dst: int
+
+
+class BlockManager:
+    """Free list and reference counts of cache blocks; block tables of sequences.
+
+    Check/act pairs: `blocks_needed` tells what `reserve` will take, `can_reserve` whether that
+    is free; `reserve` then cannot fail.
+    """
+
+    def __init__(self, num_blocks: int, block_size: int) -> None:
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError(f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # pop() gives low ids first
+        self._refs = [0] * num_blocks
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self._free)
+
+    def ref_count(self, block: int) -> int:
+        return self._refs[block]
+
+    def blocks_for_tokens(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def blocks_needed(self, table: list[int], num_cached: int, num_new: int) -> int:
+        """Blocks to take from the pool so that `num_new` tokens can follow `num_cached` ones."""
+        need = self.blocks_for_tokens(num_cached + num_new) - len(table)
+        # Appending into a shared, partially filled last block copies it first.
+        if num_cached % self.block_size and table and self._refs[table[-1]] > 1:
+            need += 1
+        return max(need, 0)
+
+    def can_reserve(self, table: list[int], num_cached: int, num_new: int) -> bool:
+        return self.blocks_needed(table, num_cached, num_new) <= len(self._free)
+
+    def reserve(self, table: list[int], num_cached: int, num_new: int) -> list[BlockCopy]:
+        """Grow `table` in place for `num_new` more tokens; returns the copies that must run first."""
+        if not self.can_reserve(table, num_cached, num_new):
+            raise RuntimeError("reserve() without enough free blocks (call can_reserve first)")
+        copies: list[BlockCopy] = []
+        if num_cached % self.block_size and table and self._refs[table[-1]] > 1:
+            shared = table[-1]
+            fresh = self._take()
+            self._refs[shared] -= 1
+            table[-1] = fresh
+            copies.append(BlockCopy(shared, fresh))
+        while len(table) < self.blocks_for_tokens(num_cached + num_new):
+            table.append(self._take())
+        return copies
+
+    def fork(self, table: list[int]) -> list[int]:
+        """A new block table sharing every block of `table`."""
+        for b in table:
+            self._refs[b] += 1
+        return list(table)
+
+    def release(self, table: list[int]) -> None:
+        """Drop one reference to each block of `table` and empty it."""
+        for b in reversed(table):
+            self._refs[b] -= 1
+            if self._refs[b] == 0:
+                self._free.append(b)
+            elif self._refs[b] < 0:
+                raise RuntimeError(f"block {b} released more often than it was taken")
+        table.clear()
+
+    def _take(self) -> int:
+        b = self._free.pop()
+        self._refs[b] = 1
+        return b

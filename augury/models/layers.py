@@ -1,0 +1,199 @@
+"""Building blocks of a Llama-family decoder: RMSNorm, rotary embeddings, paged attention, SwiGLU.
+
+Attention reads and writes keys/values through a paged cache: per layer, one key and one value
+tensor of shape (num_blocks, block_size, num_kv_heads, head_dim). A token's cache slot is
+``block_id * block_size + offset``; the engine hands the model a flat batch of tokens together
+with an :class:`AttentionMetadata` that says where each token goes and what each sequence sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class PrefillSpan:
+    """A run of consecutive prompt tokens of one sequence inside the flat batch."""
+
+    start: int
+    """Index of the span's first token in the flat batch."""
+    end: int
+    """One past its last token."""
+    context_len: int
+    """Tokens the sequence has in the cache once this span is written (earlier ones included)."""
+    block_table: torch.Tensor
+    """(ceil(context_len / block_size),) int64: the sequence's cache blocks, in order."""
+
+
+@dataclass
+class AttentionMetadata:
+    """Where each token of a flat batch lives in the paged cache; shared by all layers of a step.
+
+    Layout of the flat batch: the prefill spans first (any order), then one token per decoding
+    sequence from ``decode_start`` to the end.
+    """
+
+    slot_mapping: torch.Tensor
+    """(T,) int64: cache slot written by each token."""
+    prefills: list[PrefillSpan]
+    decode_start: int
+    """Index of the first decode token; equals T when no sequence decodes."""
+    decode_block_tables: torch.Tensor
+    """(B, max_blocks) int64, padded with block 0 (masked out)."""
+    decode_mask: torch.Tensor
+    """(B, 1, 1, max_blocks * block_size) float: 0 where a key is visible, -inf past the end."""
+
+    @property
+    def num_decodes(self) -> int:
+        return int(self.decode_block_tables.shape[0])
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in float32 whatever the compute dtype, as the reference does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class Rotary(nn.Module):
+    """Rotary position embeddings in the 'rotate half' layout; a cos/sin table per position."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+    def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.max_positions = max_positions
+        self.theta = theta
+        self.build(torch.empty(0).device)
+
+    def build(self, device: torch.device) -> None:
+        """(Re)compute the float32 tables on `device` (after a dtype cast or meta init)."""
+        with torch.device(device):
+            exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+            inv_freq = 1.0 / (self.theta**exponent)
+            freqs = torch.arange(self.max_positions, dtype=torch.float32)[:, None] * inv_freq
+            emb = torch.cat((freqs, freqs), dim=-1)  # (max_positions, head_dim)
+            self.register_buffer("cos", emb.cos(), persistent=False)
+            self.register_buffer("sin", emb.sin(), persistent=False)
+
+    def forward(
+        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # q: (T, n_heads, head_dim), k: (T, n_kv_heads, head_dim)
+        cos = self.cos[positions].unsqueeze(1).to(q.dtype)  # (T, 1, head_dim)
+        sin = self.sin[positions].unsqueeze(1).to(q.dtype)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class PagedAttention(nn.Module):
+    """Grouped-query attention whose keys and values live in a paged cache."""
+
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        # q: (T, n_heads, hd); k, v: (T, n_kv, hd); caches: (num_blocks, block_size, n_kv, hd)
+        flat_k = k_cache.view(-1, self.num_kv_heads, self.head_dim)
+        flat_v = v_cache.view(-1, self.num_kv_heads, self.head_dim)
+        flat_k.index_copy_(0, meta.slot_mapping, k.to(flat_k.dtype))
+        flat_v.index_copy_(0, meta.slot_mapping, v.to(flat_v.dtype))
+
+        out = torch.empty_like(q)
+        for span in meta.prefills:
+            out[span.start : span.end] = self._prefill(q, k, v, k_cache, v_cache, span)
+        if meta.num_decodes:
+            out[meta.decode_start :] = self._decode(q[meta.decode_start :], k_cache, v_cache, meta)
+        return out.view(q.shape[0], self.num_heads * self.head_dim)
+
+    def _prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        span: PrefillSpan,
+    ) -> torch.Tensor:
+        n = span.end - span.start
+        qs = q[span.start : span.end].transpose(0, 1)  # (n_heads, n, hd)
+        if span.context_len == n:
+            # The whole context is in this span: attend to the fresh keys, causally.
+            ks = k[span.start : span.end].transpose(0, 1)  # (n_kv, n, hd)
+            vs = v[span.start : span.end].transpose(0, 1)
+            return F.scaled_dot_product_attention(
+                qs, ks.to(qs.dtype), vs.to(qs.dtype), is_causal=True, scale=self.scale,
+                enable_gqa=True,
+            ).transpose(0, 1)  # (n, n_heads, hd)
+        # Earlier tokens are cached (chunked prefill or a prefix hit): read the whole context back.
+        block_size = k_cache.shape[1]
+        ctx = span.context_len
+        ks = k_cache[span.block_table].view(-1, self.num_kv_heads, self.head_dim)[:ctx]
+        vs = v_cache[span.block_table].view(-1, self.num_kv_heads, self.head_dim)[:ctx]
+        assert ks.shape[0] == ctx <= span.block_table.numel() * block_size
+        # Query i sits at position ctx - n + i and sees keys 0 .. ctx - n + i.
+        q_pos = torch.arange(ctx - n, ctx).unsqueeze(1)
+        mask = torch.arange(ctx).unsqueeze(0) <= q_pos  # (n, ctx)
+        return F.scaled_dot_product_attention(
+            qs, ks.transpose(0, 1).to(qs.dtype), vs.transpose(0, 1).to(qs.dtype), attn_mask=mask,
+            scale=self.scale, enable_gqa=True,
+        ).transpose(0, 1)
+
+    def _decode(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        # One query per sequence. A plain batched matmul + softmax beats SDPA's CPU kernel here.
+        b = q.shape[0]
+        group = self.num_heads // self.num_kv_heads
+        tables = meta.decode_block_tables  # (B, max_blocks)
+        # (B, max_blocks, block_size, n_kv, hd) -> (B, n_kv, ctx, hd)
+        ks = k_cache[tables].flatten(1, 2).permute(0, 2, 1, 3).to(q.dtype)
+        vs = v_cache[tables].flatten(1, 2).permute(0, 2, 1, 3).to(q.dtype)
+        qg = q.view(b, self.num_kv_heads, group, self.head_dim)  # (B, n_kv, group, hd)
+        scores = torch.matmul(qg, ks.transpose(-1, -2)) * self.scale  # (B, n_kv, group, ctx)
+        scores = scores.float() + meta.decode_mask
+        probs = torch.softmax(scores, dim=-1).to(q.dtype)
+        out = torch.matmul(probs, vs)  # (B, n_kv, group, hd)
+        return out.reshape(b, self.num_heads, self.head_dim)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)) with gate and up fused into one matmul."""
+
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.intermediate = intermediate
+        self.gate_up_proj = nn.Linear(hidden, 2 * intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)
+        return self.down_proj(F.silu(gate) * up)

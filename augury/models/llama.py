@@ -1,0 +1,155 @@
+"""A Llama-family decoder (Llama, SmolLM, Mistral-style GQA) composed from augury.models.layers.
+
+The forward pass takes a flat batch of tokens from any number of sequences, with their positions,
+and reads/writes keys and values through the paged cache described by AttentionMetadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from augury.models.config import LlamaConfig
+from augury.models.layers import AttentionMetadata, PagedAttention, RMSNorm, Rotary, SwiGLU
+
+KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+"""One (key, value) pair per layer, each (num_blocks, block_size, num_kv_heads, head_dim)."""
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, cfg: LlamaConfig, rotary: Rotary) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rotary = rotary
+        # Q, K and V in one matmul: rows [q | k | v].
+        self.qkv_proj = nn.Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=False)
+        self.o_proj = nn.Linear(cfg.q_size, cfg.hidden_size, bias=False)
+        self.attn = PagedAttention(cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        t = x.shape[0]
+        c = self.cfg
+        q, k, v = self.qkv_proj(x).split([c.q_size, c.kv_size, c.kv_size], dim=-1)
+        q = q.view(t, c.num_heads, c.head_dim)  # (T, n_heads, hd)
+        k = k.view(t, c.num_kv_heads, c.head_dim)  # (T, n_kv, hd)
+        v = v.view(t, c.num_kv_heads, c.head_dim)
+        q, k = self.rotary(positions, q, k)
+        return self.o_proj(self.attn(q, k, v, kv[0], kv[1], meta))
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg: LlamaConfig, rotary: Rotary) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = LlamaAttention(cfg, rotary)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), positions, kv, meta)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    """Embedding, decoder blocks, final norm and LM head (tied to the embedding or separate)."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rotary = Rotary(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(LlamaBlock(cfg, self.rotary) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.requires_grad_(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_caches: KVCaches,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """(T,) token ids and positions -> (T, hidden) final hidden states (normalized)."""
+        x = self.embed_tokens(input_ids)  # (T, hidden)
+        for layer, kv in zip(self.layers, kv_caches, strict=True):
+            x = layer(x, positions, kv, meta)
+        return self.norm(x)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, hidden) -> (N, vocab) logits in float32 (sampling and argmax want full precision)."""
+        return self.lm_head(hidden).float()
+
+    def load_weights(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Copy Hugging Face-named weights in, fusing q/k/v and gate/up into single matrices."""
+        expected = self.cfg.expected_shapes()
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise ValueError(f"weight '{name}' is missing")
+            if tuple(tensors[name].shape) != shape:
+                raise ValueError(
+                    f"weight '{name}' has shape {tuple(tensors[name].shape)}, expected {shape}"
+                )
+        with torch.no_grad():
+            self.embed_tokens.weight.copy_(tensors["model.embed_tokens.weight"])
+            self.norm.weight.copy_(tensors["model.norm.weight"])
+            if not self.cfg.tie_word_embeddings:
+                self.lm_head.weight.copy_(tensors["lm_head.weight"])
+            for n, layer in enumerate(self.layers):
+                p = f"model.layers.{n}."
+                attn, mlp = layer.self_attn, layer.mlp
+                layer.input_layernorm.weight.copy_(tensors[p + "input_layernorm.weight"])
+                layer.post_attention_layernorm.weight.copy_(
+                    tensors[p + "post_attention_layernorm.weight"]
+                )
+                attn.qkv_proj.weight.copy_(
+                    torch.cat([tensors[p + f"self_attn.{x}_proj.weight"] for x in "qkv"])
+                )
+                attn.o_proj.weight.copy_(tensors[p + "self_attn.o_proj.weight"])
+                mlp.gate_up_proj.weight.copy_(
+                    torch.cat([tensors[p + "mlp.gate_proj.weight"], tensors[p + "mlp.up_proj.weight"]])
+                )
+                mlp.down_proj.weight.copy_(tensors[p + "mlp.down_proj.weight"])
+
+
+def build_model(
+    cfg: LlamaConfig,
+    tensors: Mapping[str, torch.Tensor],
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> LlamaModel:
+    """A ready-to-run model: weights loaded, cast to `dtype`, moved to `device`, in eval mode."""
+    with torch.device("meta"):
+        model = LlamaModel(cfg)
+    model = model.to_empty(device="cpu")
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.load_weights(tensors)
+    model = model.to(device=device, dtype=dtype).eval()
+    # to_empty left the rotary tables uninitialized; build them in float32 on the device.
+    model.rotary.build(torch.device(device))
+    return model
