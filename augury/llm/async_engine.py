@@ -106,11 +106,21 @@ class AsyncEngine:
         self.engine.check_request(prompt_ids, params)
         with self._lock:
             if self._stats.waiting + self._pending >= self.engine.config.max_waiting:
-                raise QueueFullError(f"{self.engine.config.max_waiting} requests are waiting already")
+                raise QueueFullError(
+                    f"{self.engine.config.max_waiting} requests are waiting already"
+                )
             self._pending += 1
         sink: asyncio.Queue[RequestOutput | BaseException] = asyncio.Queue()
         self._inbox.put(
-            _Add(request_id, prompt_ids, params, priority, time.monotonic(), sink, asyncio.get_running_loop())
+            _Add(
+                request_id,
+                prompt_ids,
+                params,
+                priority,
+                time.monotonic(),
+                sink,
+                asyncio.get_running_loop(),
+            )
         )
         finished = False
         try:
@@ -172,7 +182,9 @@ class AsyncEngine:
                 with self._lock:
                     self._pending -= 1
                 try:
-                    self.engine.add_request(item.request_id, item.prompt_ids, item.params, item.priority, item.arrival)
+                    self.engine.add_request(
+                        item.request_id, item.prompt_ids, item.params, item.priority, item.arrival
+                    )
                 except Exception as exc:
                     item.loop.call_soon_threadsafe(item.sink.put_nowait, exc)
                     continue
@@ -185,7 +197,9 @@ class AsyncEngine:
             out = RequestOutput(
                 request_id,
                 [CompletionDelta(index=0, text="", token_ids=[], finish_reason="error")],
-                finished=True, usage=Usage(len(add.prompt_ids), 0), error=str(exc),
+                finished=True,
+                usage=Usage(len(add.prompt_ids), 0),
+                error=str(exc),
             )
             add.loop.call_soon_threadsafe(add.sink.put_nowait, out)
         self._sinks.clear()

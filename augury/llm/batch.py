@@ -92,9 +92,7 @@ def build_step_batch(
     )
 
 
-def _append(
-    w: SeqWork, block_size: int, ids: list[int], pos: list[int], slots: list[int]
-) -> None:
+def _append(w: SeqWork, block_size: int, ids: list[int], pos: list[int], slots: list[int]) -> None:
     n = len(w.tokens)
     if n == 0:
         raise ValueError("a sequence's share of a step has no tokens")

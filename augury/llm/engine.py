@@ -29,7 +29,7 @@ from augury.llm.runner import ModelRunner
 from augury.llm.sampler import Sampler, SampleRow
 from augury.llm.sampling_params import SamplingParams
 from augury.llm.scheduler import Scheduler
-from augury.llm.sequence import Sequence, SeqStatus
+from augury.llm.sequence import SeqStatus, Sequence
 from augury.models.config import LoadedModel
 from augury.models.default import DEFAULT_MODEL_ID, default_model_path
 from augury.models.llama import LlamaModel, build_model
@@ -108,7 +108,9 @@ class LLMEngine:
         self.tokenizer = tokenizer
         cfg = model.cfg
         self.model_id = config.model_id or DEFAULT_MODEL_ID
-        self.max_model_len = min(config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        self.max_model_len = min(
+            config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings
+        )
         dtype = model.dtype
         num_blocks = num_blocks_for_budget(cfg, config.block_size, dtype, config.kv_cache_memory)
         self.blocks = BlockManager(num_blocks, config.block_size)
@@ -127,7 +129,9 @@ class LLMEngine:
         torch.manual_seed(config.seed)
         log.info(
             "kv cache: %d blocks x %d tokens = %d tokens (%.0f MiB)",
-            num_blocks, config.block_size, self.cache_tokens,
+            num_blocks,
+            config.block_size,
+            self.cache_tokens,
             num_blocks * bytes_per_block(cfg, config.block_size, dtype) / 2**20,
         )
 
@@ -135,7 +139,9 @@ class LLMEngine:
     def from_config(cls, config: EngineConfig) -> LLMEngine:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        _, model, tokenizer = load_model_and_tokenizer(config.model, DTYPES[config.dtype], config.device)
+        _, model, tokenizer = load_model_and_tokenizer(
+            config.model, DTYPES[config.dtype], config.device
+        )
         if config.model_id is None and config.model:
             config.model_id = Path(config.model).name.removesuffix(".gguf")
         return cls(model, tokenizer, config)
@@ -154,7 +160,10 @@ class LLMEngine:
             ids = [int(t) for t in prompt]
             bad = [t for t in ids if not 0 <= t < self.model.cfg.vocab_size]
             if bad:
-                raise ValueError(f"prompt token id {bad[0]} is outside the vocabulary (0..{self.model.cfg.vocab_size - 1})")
+                raise ValueError(
+                    f"prompt token id {bad[0]} is outside the vocabulary "
+                    f"(0..{self.model.cfg.vocab_size - 1})"
+                )
         if not ids:
             raise ValueError("prompt is empty: give at least one token")
         return ids
@@ -191,7 +200,9 @@ class LLMEngine:
             raise QueueFullError(f"{self.scheduler.num_waiting} requests are waiting already")
         prompt_ids = self.tokenize_prompt(prompt)
         self.check_request(prompt_ids, params)
-        seq = self._new_seq(request_id, 0, prompt_ids, params, priority, arrival or time.monotonic())
+        seq = self._new_seq(
+            request_id, 0, prompt_ids, params, priority, arrival or time.monotonic()
+        )
         seq.pending_forks = params.n - 1
         self._requests[request_id] = [seq]
         self.scheduler.add(seq)
@@ -214,19 +225,33 @@ class LLMEngine:
         return bool(self._requests)
 
     def _new_seq(
-        self, request_id: str, index: int, prompt_ids: list[int], params: SamplingParams,
-        priority: int, arrival: float,
+        self,
+        request_id: str,
+        index: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        priority: int,
+        arrival: float,
     ) -> Sequence:
         generator = None
         if params.seed is not None:
             generator = torch.Generator().manual_seed((params.seed + index) % (1 << 63))
         detok = IncrementalDetokenizer(
-            self.tokenizer, prompt_ids=prompt_ids,
-            skip_special_tokens=params.skip_special_tokens, stop=params.stop,
+            self.tokenizer,
+            prompt_ids=prompt_ids,
+            skip_special_tokens=params.skip_special_tokens,
+            stop=params.stop,
         )
         return Sequence(
-            seq_id=next(self._seq_ids), request_id=request_id, index=index, prompt_ids=prompt_ids,
-            params=params, arrival=arrival, detok=detok, priority=priority, generator=generator,
+            seq_id=next(self._seq_ids),
+            request_id=request_id,
+            index=index,
+            prompt_ids=prompt_ids,
+            params=params,
+            arrival=arrival,
+            detok=detok,
+            priority=priority,
+            generator=generator,
         )
 
     # -- the step ------------------------------------------------------------------------------
@@ -251,7 +276,9 @@ class LLMEngine:
         self._last_step_ms = (time.perf_counter() - t0) * 1e3
         return self._outputs(touched)
 
-    def _fork_samples(self, ready: list[Sequence], logits: torch.Tensor) -> tuple[list[Sequence], torch.Tensor]:
+    def _fork_samples(
+        self, ready: list[Sequence], logits: torch.Tensor
+    ) -> tuple[list[Sequence], torch.Tensor]:
         """A prompt that just finished prefill with n > 1 splits into n samples sharing its blocks;
         each gets its own row (a copy of the prompt's logits) to draw its first token from."""
         if not any(s.pending_forks for s in ready):
@@ -294,7 +321,9 @@ class LLMEngine:
                 self._finish(seq, "length", None)
         return rows
 
-    def _finish(self, seq: Sequence, reason: str, stop_reason: str | int | None, flush: bool = True) -> None:
+    def _finish(
+        self, seq: Sequence, reason: str, stop_reason: str | int | None, flush: bool = True
+    ) -> None:
         if flush:
             seq.pending_text += seq.detok.flush()
         seq.status = SeqStatus.FINISHED
@@ -310,7 +339,9 @@ class LLMEngine:
         for request_id, seqs in by_request.items():
             deltas = [self._delta(seq) for seq in seqs]
             all_seqs = self._requests[request_id]
-            finished = all(s.finished for s in all_seqs) and not any(s.pending_forks for s in all_seqs)
+            finished = all(s.finished for s in all_seqs) and not any(
+                s.pending_forks for s in all_seqs
+            )
             usage = Usage(len(all_seqs[0].prompt_ids), sum(len(s.output_ids) for s in all_seqs))
             outputs.append(RequestOutput(request_id, deltas, finished, usage))
             if finished:
@@ -321,8 +352,12 @@ class LLMEngine:
         new_ids = seq.output_ids[seq.sent_tokens :]
         new_lps = seq.logprobs[seq.sent_logprobs :] if seq.params.logprobs is not None else None
         delta = CompletionDelta(
-            index=seq.index, text=seq.pending_text, token_ids=new_ids, logprobs=new_lps,
-            finish_reason=seq.finish_reason, stop_reason=seq.stop_reason,
+            index=seq.index,
+            text=seq.pending_text,
+            token_ids=new_ids,
+            logprobs=new_lps,
+            finish_reason=seq.finish_reason,
+            stop_reason=seq.stop_reason,
         )
         seq.sent_tokens = len(seq.output_ids)
         seq.sent_logprobs = len(seq.logprobs)

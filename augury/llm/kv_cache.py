@@ -38,7 +38,10 @@ def allocate_kv_caches(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     shape = (num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
     return [
-        (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        (
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=dtype, device=device),
+        )
         for _ in range(cfg.num_layers)
     ]
 
@@ -60,7 +63,9 @@ class BlockManager:
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         if num_blocks < 1 or block_size < 1:
-            raise ValueError(f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}")
+            raise ValueError(
+                f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}"
+            )
         self.num_blocks = num_blocks
         self.block_size = block_size
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # pop() gives low ids first
@@ -92,7 +97,7 @@ class BlockManager:
         return self.blocks_needed(table, num_cached, num_new) <= len(self._free)
 
     def reserve(self, table: list[int], num_cached: int, num_new: int) -> list[BlockCopy]:
-        """Grow `table` in place for `num_new` more tokens; returns the copies that must run first."""
+        """Grow `table` in place for `num_new` more tokens; returns copies to run first."""
         if not self.can_reserve(table, num_cached, num_new):
             raise RuntimeError("reserve() without enough free blocks (call can_reserve first)")
         copies: list[BlockCopy] = []

@@ -27,9 +27,11 @@ class LLM:
         params: SamplingParams | Seq[SamplingParams] | None = None,
     ) -> list[GenerationResult]:
         """Generate for every prompt (text or token ids); results come back in prompt order."""
+        items: list[str | Seq[int]]
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
-            prompts = [prompts]  # type: ignore[list-item]
-        items = list(prompts)  # type: ignore[arg-type]
+            items = [prompts]  # type: ignore[list-item]
+        else:
+            items = list(prompts)  # type: ignore[arg-type]
         if params is None:
             params = SamplingParams()
         plist = [params] * len(items) if isinstance(params, SamplingParams) else list(params)
@@ -42,8 +44,11 @@ class LLM:
             ids = self.engine.add_request(rid, prompt, p)
             order.append(rid)
             results[rid] = GenerationResult(
-                rid, prompt if isinstance(prompt, str) else None, ids,
-                [Completion(k, "", [], None) for k in range(p.n)], Usage(len(ids), 0),
+                rid,
+                prompt if isinstance(prompt, str) else None,
+                ids,
+                [Completion(k, "", [], None) for k in range(p.n)],
+                Usage(len(ids), 0),
             )
         for out in self.stream_steps():
             _accumulate(results[out.request_id], out)

@@ -27,7 +27,11 @@ class ModelRunner:
         scheduled = sched.prefills + sched.decodes
         # Only sequences whose chunk reaches their last token need logits (a partial prompt chunk
         # does not).
-        want = [i for i, s in enumerate(scheduled) if s.seq.num_computed + s.num_tokens == s.seq.num_tokens]
+        want = [
+            i
+            for i, s in enumerate(scheduled)
+            if s.seq.num_computed + s.num_tokens == s.seq.num_tokens
+        ]
         with torch.inference_mode():
             hidden = self.model(batch.input_ids, batch.positions, self.kv_caches, batch.meta)
             index = batch.logits_index[torch.tensor(want, dtype=torch.int64, device=self.device)]

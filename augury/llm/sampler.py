@@ -40,7 +40,7 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> SampleResult:
         """(B, V) float32 logits, one SampleRow per row -> one token (and logprobs) per row."""
-        b, v = logits.shape
+        _b, _v = logits.shape
         logits = logits[:, : self.vocab_size].float()
         raw = logits
         logits = logits.clone()

@@ -29,7 +29,7 @@ class SamplingParams:
     min_p: float = 0.0
     """Drop tokens less likely than min_p times the most likely one."""
     repetition_penalty: float = 1.0
-    """Divide positive (multiply negative) logits of tokens seen in prompt or output (>1 penalizes)."""
+    """Divide positive (multiply negative) logits of tokens already seen (>1 penalizes)."""
     presence_penalty: float = 0.0
     """Subtracted once from the logit of every token already generated."""
     frequency_penalty: float = 0.0
@@ -96,7 +96,9 @@ class SamplingParams:
         for name, ids in (("logit_bias", self.logit_bias), ("stop_token_ids", self.stop_token_ids)):
             for t in ids:
                 if t >= vocab_size:
-                    raise ValueError(f"{name}: token id {t} is outside the vocabulary (0..{vocab_size - 1})")
+                    raise ValueError(
+                        f"{name}: token id {t} is outside the vocabulary (0..{vocab_size - 1})"
+                    )
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -106,9 +108,7 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
 
 
-def _check_float(
-    name: str, value: object, low: float, high: float, low_open: bool = False
-) -> None:
+def _check_float(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)

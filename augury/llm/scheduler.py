@@ -13,7 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from augury.llm.kv_cache import BlockCopy, BlockManager
-from augury.llm.sequence import Sequence, SeqStatus
+from augury.llm.sequence import SeqStatus, Sequence
 
 
 @dataclass
@@ -49,7 +49,9 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int) -> None:
+    def __init__(
+        self, blocks: BlockManager, max_num_seqs: int, max_num_batched_tokens: int
+    ) -> None:
         if max_num_batched_tokens < max_num_seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({max_num_batched_tokens}) must be at least "
@@ -151,4 +153,3 @@ class Scheduler:
         self.add(seq)
         out.preempted.append(seq)
         self.num_preemptions += 1
-

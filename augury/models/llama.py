@@ -104,6 +104,9 @@ class LlamaModel(nn.Module):
         """(N, hidden) -> (N, vocab) logits in float32 (sampling and argmax want full precision)."""
         return self.lm_head(hidden).float()
 
+    def blocks(self) -> list[LlamaBlock]:
+        return [layer for layer in self.layers if isinstance(layer, LlamaBlock)]
+
     def load_weights(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Copy Hugging Face-named weights in, fusing q/k/v and gate/up into single matrices."""
         expected = self.cfg.expected_shapes()
@@ -119,7 +122,7 @@ class LlamaModel(nn.Module):
             self.norm.weight.copy_(tensors["model.norm.weight"])
             if not self.cfg.tie_word_embeddings:
                 self.lm_head.weight.copy_(tensors["lm_head.weight"])
-            for n, layer in enumerate(self.layers):
+            for n, layer in enumerate(self.blocks()):
                 p = f"model.layers.{n}."
                 attn, mlp = layer.self_attn, layer.mlp
                 layer.input_layernorm.weight.copy_(tensors[p + "input_layernorm.weight"])
@@ -131,7 +134,9 @@ class LlamaModel(nn.Module):
                 )
                 attn.o_proj.weight.copy_(tensors[p + "self_attn.o_proj.weight"])
                 mlp.gate_up_proj.weight.copy_(
-                    torch.cat([tensors[p + "mlp.gate_proj.weight"], tensors[p + "mlp.up_proj.weight"]])
+                    torch.cat(
+                        [tensors[p + "mlp.gate_proj.weight"], tensors[p + "mlp.up_proj.weight"]]
+                    )
                 )
                 mlp.down_proj.weight.copy_(tensors[p + "mlp.down_proj.weight"])
 
