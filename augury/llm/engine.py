@@ -24,7 +24,7 @@ from augury.llm.kv_cache import (
     bytes_per_block,
     num_blocks_for_budget,
 )
-from augury.llm.outputs import CompletionDelta, EngineStats, RequestOutput, Usage
+from augury.llm.outputs import CompletionDelta, EngineStats, RequestOutput, StepTiming, Usage
 from augury.llm.runner import ModelRunner
 from augury.llm.sampler import Sampler, SampleRow
 from augury.llm.sampling_params import SamplingParams
@@ -124,8 +124,7 @@ class LLMEngine:
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
         self._steps = 0
-        self._last_step_ms = 0.0
-        self._last_model_ms = 0.0
+        self._timing = StepTiming()
         torch.manual_seed(config.seed)
         log.info(
             "kv cache: %d blocks x %d tokens = %d tokens (%.0f MiB)",
@@ -263,18 +262,25 @@ class LLMEngine:
             return []
         t1 = time.perf_counter()
         ready, logits = self.runner.execute(sched)
+        t2 = time.perf_counter()
         for s in sched.prefills + sched.decodes:
             s.seq.num_computed += s.num_tokens
         rows, logits = self._fork_samples(ready, logits)
         result = self.sampler(
             logits, [SampleRow(q.params, q.prompt_ids, q.output_ids, q.generator) for q in rows]
         )
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         touched = self._update(rows, result.token_ids, result.logprobs)
+        outputs = self._outputs(touched)
+        t4 = time.perf_counter()
         self._steps += 1
-        self._last_model_ms = (t2 - t1) * 1e3
-        self._last_step_ms = (time.perf_counter() - t0) * 1e3
-        return self._outputs(touched)
+        self._timing = StepTiming(
+            schedule_ms=(t1 - t0) * 1e3,
+            model_ms=(t2 - t1) * 1e3,
+            sample_ms=(t3 - t2) * 1e3,
+            update_ms=(t4 - t3) * 1e3,
+        )
+        return outputs
 
     def _fork_samples(
         self, ready: list[Sequence], logits: torch.Tensor
@@ -377,6 +383,7 @@ class LLMEngine:
             generation_tokens_total=self._generation_tokens_total,
             steps_total=self._steps,
             preemptions_total=self.scheduler.num_preemptions,
-            last_step_ms=self._last_step_ms,
-            last_model_ms=self._last_model_ms,
+            last_step_ms=self._timing.total_ms,
+            last_model_ms=self._timing.model_ms,
+            last_timing=self._timing,
         )

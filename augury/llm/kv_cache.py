@@ -1,7 +1,7 @@
 """The paged KV cache: preallocated tensors and the block manager that hands out their blocks.
 
 Keys and values of each layer live in one tensor of shape
-(num_blocks, block_size, num_kv_heads, head_dim). A sequence owns a list of block ids (its block
+(num_kv_heads, num_blocks, block_size, head_dim). A sequence owns a list of block ids (its block
 table); blocks are reference-counted so that the n samples of one prompt share the prompt's
 blocks, with copy-on-write when a shared partially filled block is appended to.
 """
@@ -36,7 +36,7 @@ def num_blocks_for_budget(
 def allocate_kv_caches(
     cfg: LlamaConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    shape = (num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
+    shape = (cfg.num_kv_heads, num_blocks, block_size, cfg.head_dim)
     return [
         (
             torch.zeros(shape, dtype=dtype, device=device),

@@ -82,6 +82,27 @@ class GenerationResult:
 
 
 @dataclass
+class StepTiming:
+    """Where one engine step's time went, in milliseconds."""
+
+    schedule_ms: float = 0.0
+    model_ms: float = 0.0
+    """Building the batch tensors and the forward pass (including the LM head)."""
+    sample_ms: float = 0.0
+    update_ms: float = 0.0
+    """Appending tokens, detokenizing, stop checks and output deltas."""
+
+    @property
+    def total_ms(self) -> float:
+        return self.schedule_ms + self.model_ms + self.sample_ms + self.update_ms
+
+    @property
+    def bookkeeping_ms(self) -> float:
+        """Everything that is not the model or sampling."""
+        return self.schedule_ms + self.update_ms
+
+
+@dataclass
 class EngineStats:
     """Live figures of an engine, cheap to read between steps."""
 
@@ -96,7 +117,8 @@ class EngineStats:
     preemptions_total: int
     last_step_ms: float
     last_model_ms: float
-    """Of the last step, the time spent in the model forward pass and sampling."""
+    """Of the last step, the time spent building the batch and in the forward pass."""
+    last_timing: StepTiming = field(default_factory=StepTiming)
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
 

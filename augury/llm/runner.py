@@ -41,7 +41,7 @@ class ModelRunner:
     def _work(self, s: ScheduledSeq) -> SeqWork:
         seq = s.seq
         start = seq.num_computed
-        tokens = seq.all_ids[start : start + s.num_tokens]
+        tokens = seq.token_slice(start, start + s.num_tokens)
         return SeqWork(tokens, start, seq.block_table)
 
     def _copy_blocks(self, sched: SchedulerOutput) -> None:
@@ -51,5 +51,5 @@ class ModelRunner:
         dst = torch.tensor([c.dst for c in sched.copies], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
             for k, v in self.kv_caches:
-                k[dst] = k[src]
-                v[dst] = v[src]
+                k[:, dst] = k[:, src]  # (n_kv, num_blocks, block_size, hd)
+                v[:, dst] = v[:, src]

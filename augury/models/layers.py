@@ -1,7 +1,8 @@
 """Building blocks of a Llama-family decoder: RMSNorm, rotary embeddings, paged attention, SwiGLU.
 
 Attention reads and writes keys/values through a paged cache: per layer, one key and one value
-tensor of shape (num_blocks, block_size, num_kv_heads, head_dim). A token's cache slot is
+tensor of shape (num_kv_heads, num_blocks, block_size, head_dim) (heads outermost, so that a
+gather of blocks is directly a batched-matmul operand). A token's cache slot is
 ``block_id * block_size + offset``; the engine hands the model a flat batch of tokens together
 with an :class:`AttentionMetadata` that says where each token goes and what each sequence sees.
 """
@@ -121,18 +122,21 @@ class PagedAttention(nn.Module):
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        # q: (T, n_heads, hd); k, v: (T, n_kv, hd); caches: (num_blocks, block_size, n_kv, hd)
-        flat_k = k_cache.view(-1, self.num_kv_heads, self.head_dim)
-        flat_v = v_cache.view(-1, self.num_kv_heads, self.head_dim)
-        flat_k.index_copy_(0, meta.slot_mapping, k.to(flat_k.dtype))
-        flat_v.index_copy_(0, meta.slot_mapping, v.to(flat_v.dtype))
+        # q: (T, n_heads, hd); k, v: (T, n_kv, hd); caches: (n_kv, num_blocks, block_size, hd)
+        n_kv, hd = self.num_kv_heads, self.head_dim
+        k_cache.view(n_kv, -1, hd).index_copy_(
+            1, meta.slot_mapping, k.transpose(0, 1).to(k_cache.dtype)
+        )
+        v_cache.view(n_kv, -1, hd).index_copy_(
+            1, meta.slot_mapping, v.transpose(0, 1).to(v_cache.dtype)
+        )
 
         out = torch.empty_like(q)
         for span in meta.prefills:
             out[span.start : span.end] = self._prefill(q, k, v, k_cache, v_cache, span)
         if meta.num_decodes:
             out[meta.decode_start :] = self._decode(q[meta.decode_start :], k_cache, v_cache, meta)
-        return out.view(q.shape[0], self.num_heads * self.head_dim)
+        return out.view(q.shape[0], self.num_heads * hd)
 
     def _prefill(
         self,
@@ -147,50 +151,43 @@ class PagedAttention(nn.Module):
         qs = q[span.start : span.end].transpose(0, 1)  # (n_heads, n, hd)
         if span.context_len == n:
             # The whole context is in this span: attend to the fresh keys, causally.
-            ks = k[span.start : span.end].transpose(0, 1)  # (n_kv, n, hd)
-            vs = v[span.start : span.end].transpose(0, 1)
+            ks = k[span.start : span.end].transpose(0, 1).to(qs.dtype)  # (n_kv, n, hd)
+            vs = v[span.start : span.end].transpose(0, 1).to(qs.dtype)
             return F.scaled_dot_product_attention(
-                qs,
-                ks.to(qs.dtype),
-                vs.to(qs.dtype),
-                is_causal=True,
-                scale=self.scale,
-                enable_gqa=True,
+                qs, ks, vs, is_causal=True, scale=self.scale, enable_gqa=True
             ).transpose(0, 1)  # (n, n_heads, hd)
-        # Earlier tokens are cached (chunked prefill or a prefix hit): read the whole context back.
-        block_size = k_cache.shape[1]
+        # Earlier tokens are cached (chunked prefill or a prefix hit): read the context back.
         ctx = span.context_len
-        ks = k_cache[span.block_table].view(-1, self.num_kv_heads, self.head_dim)[:ctx]
-        vs = v_cache[span.block_table].view(-1, self.num_kv_heads, self.head_dim)[:ctx]
-        assert ks.shape[0] == ctx <= span.block_table.numel() * block_size
+        ks = self._gather(k_cache, span.block_table)[:, :ctx].to(qs.dtype)  # (n_kv, ctx, hd)
+        vs = self._gather(v_cache, span.block_table)[:, :ctx].to(qs.dtype)
         # Query i sits at position ctx - n + i and sees keys 0 .. ctx - n + i.
-        q_pos = torch.arange(ctx - n, ctx).unsqueeze(1)
-        mask = torch.arange(ctx).unsqueeze(0) <= q_pos  # (n, ctx)
+        q_pos = torch.arange(ctx - n, ctx, device=q.device).unsqueeze(1)
+        mask = torch.arange(ctx, device=q.device).unsqueeze(0) <= q_pos  # (n, ctx)
         return F.scaled_dot_product_attention(
-            qs,
-            ks.transpose(0, 1).to(qs.dtype),
-            vs.transpose(0, 1).to(qs.dtype),
-            attn_mask=mask,
-            scale=self.scale,
-            enable_gqa=True,
+            qs, ks, vs, attn_mask=mask, scale=self.scale, enable_gqa=True
         ).transpose(0, 1)
+
+    def _gather(self, cache: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(n_kv, num_blocks, block_size, hd) -> (n_kv, len(table) * block_size, hd), one copy."""
+        return cache.index_select(1, table).view(self.num_kv_heads, -1, self.head_dim)
 
     def _decode(
         self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
     ) -> torch.Tensor:
-        # One query per sequence. A plain batched matmul + softmax beats SDPA's CPU kernel here.
+        # One query per sequence. A plain batched matmul + softmax beats SDPA's CPU kernel here,
+        # and the (n_kv, B, ...) layout lets the gathered cache feed the matmul without a copy.
         b = q.shape[0]
-        group = self.num_heads // self.num_kv_heads
+        n_kv, hd = self.num_kv_heads, self.head_dim
+        group = self.num_heads // n_kv
         tables = meta.decode_block_tables  # (B, max_blocks)
-        # (B, max_blocks, block_size, n_kv, hd) -> (B, n_kv, ctx, hd)
-        ks = k_cache[tables].flatten(1, 2).permute(0, 2, 1, 3).to(q.dtype)
-        vs = v_cache[tables].flatten(1, 2).permute(0, 2, 1, 3).to(q.dtype)
-        qg = q.view(b, self.num_kv_heads, group, self.head_dim)  # (B, n_kv, group, hd)
-        scores = torch.matmul(qg, ks.transpose(-1, -2)) * self.scale  # (B, n_kv, group, ctx)
-        scores = scores.float() + meta.decode_mask
-        probs = torch.softmax(scores, dim=-1).to(q.dtype)
-        out = torch.matmul(probs, vs)  # (B, n_kv, group, hd)
-        return out.reshape(b, self.num_heads, self.head_dim)
+        ks = self._gather(k_cache, tables.flatten()).view(n_kv, b, -1, hd)  # (n_kv, B, ctx, hd)
+        vs = self._gather(v_cache, tables.flatten()).view(n_kv, b, -1, hd)
+        qg = q.view(b, n_kv, group, hd).transpose(0, 1).to(ks.dtype)  # (n_kv, B, group, hd)
+        scores = torch.matmul(qg, ks.transpose(-1, -2)).float() * self.scale  # (n_kv, B, g, ctx)
+        scores += meta.decode_mask.view(1, b, 1, -1)
+        probs = torch.softmax(scores, dim=-1).to(vs.dtype)
+        out = torch.matmul(probs, vs)  # (n_kv, B, group, hd)
+        return out.transpose(0, 1).reshape(b, self.num_heads, hd).to(q.dtype)
 
 
 class SwiGLU(nn.Module):

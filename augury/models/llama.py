@@ -13,9 +13,10 @@ from torch import nn
 
 from augury.models.config import LlamaConfig
 from augury.models.layers import AttentionMetadata, PagedAttention, RMSNorm, Rotary, SwiGLU
+from augury.models.packed import pack_linears
 
 KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
-"""One (key, value) pair per layer, each (num_blocks, block_size, num_kv_heads, head_dim)."""
+"""One (key, value) pair per layer, each (num_kv_heads, num_blocks, block_size, head_dim)."""
 
 
 class LlamaAttention(nn.Module):
@@ -146,8 +147,12 @@ def build_model(
     tensors: Mapping[str, torch.Tensor],
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    prepack: bool = True,
 ) -> LlamaModel:
-    """A ready-to-run model: weights loaded, cast to `dtype`, moved to `device`, in eval mode."""
+    """A ready-to-run model: weights loaded, cast to `dtype`, moved to `device`, in eval mode.
+
+    With `prepack`, bfloat16 linears on the CPU get oneDNN pre-packed weights (see packed.py).
+    """
     with torch.device("meta"):
         model = LlamaModel(cfg)
     model = model.to_empty(device="cpu")
@@ -157,4 +162,6 @@ def build_model(
     model = model.to(device=device, dtype=dtype).eval()
     # to_empty left the rotary tables uninitialized; build them in float32 on the device.
     model.rotary.build(torch.device(device))
+    if prepack and dtype == torch.bfloat16 and torch.device(device).type == "cpu":
+        pack_linears(model)
     return model
