@@ -86,6 +86,7 @@ def augury_run(engine: Any, prompts: list[list[int]], new: int) -> dict[str, flo
         "kv_peak_token_mib": peak_tokens * per_block / engine.blocks.block_size / 2**20,
         "step_ms_median": median(step_ms),
         "model_ms_median": median(model_ms),
+        "bookkeeping_ms_median": median(book_ms),
     }
 
 

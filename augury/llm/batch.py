@@ -83,6 +83,7 @@ def build_step_batch(
         decode_start=decode_start,
         decode_block_tables=tables.to(device),
         decode_mask=mask.to(device),
+        decode_context_lens=ctx_lens.to(device),
     )
     return StepBatch(
         input_ids=torch.tensor(ids, dtype=torch.int64, device=device),

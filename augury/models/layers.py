@@ -10,10 +10,13 @@ with an :class:`AttentionMetadata` that says where each token goes and what each
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from augury.kernels.loader import paged_attention_ops
 
 
 @dataclass
@@ -47,6 +50,8 @@ class AttentionMetadata:
     """(B, max_blocks) int64, padded with block 0 (masked out)."""
     decode_mask: torch.Tensor
     """(B, 1, 1, max_blocks * block_size) float: 0 where a key is visible, -inf past the end."""
+    decode_context_lens: torch.Tensor
+    """(B,) int64: tokens each decoding sequence has in the cache, this step's included."""
 
     @property
     def num_decodes(self) -> int:
@@ -174,6 +179,21 @@ class PagedAttention(nn.Module):
     def _decode(
         self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
     ) -> torch.Tensor:
+        ops = _decode_kernel(q, k_cache)
+        if ops is not None:
+            return ops.paged_decode_attention(
+                q.to(k_cache.dtype),
+                k_cache,
+                v_cache,
+                meta.decode_block_tables,
+                meta.decode_context_lens,
+                self.scale,
+            ).to(q.dtype)
+        return self._decode_torch(q, k_cache, v_cache, meta)
+
+    def _decode_torch(
+        self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
         # One query per sequence. A plain batched matmul + softmax beats SDPA's CPU kernel here,
         # and the (n_kv, B, ...) layout lets the gathered cache feed the matmul without a copy.
         b = q.shape[0]
@@ -188,6 +208,18 @@ class PagedAttention(nn.Module):
         probs = torch.softmax(scores, dim=-1).to(vs.dtype)
         out = torch.matmul(probs, vs)  # (n_kv, B, group, hd)
         return out.transpose(0, 1).reshape(b, self.num_heads, hd).to(q.dtype)
+
+
+def _decode_kernel(q: torch.Tensor, k_cache: torch.Tensor) -> ModuleType | None:
+    """The C++ paged decode kernel where it wins, else None (the torch path).
+
+    Measured at batch 16, ~200 tokens of context: float32 1.4-4x faster than gather + matmul;
+    bfloat16 on par (the bf16 matmul is fast enough to pay for the gather), so bfloat16 keeps
+    the torch path and serving never waits for the kernel's first compile.
+    """
+    if q.device.type != "cpu" or k_cache.dtype != torch.float32:
+        return None
+    return paged_attention_ops()
 
 
 class SwiGLU(nn.Module):

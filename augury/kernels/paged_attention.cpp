@@ -1,0 +1,126 @@
+// Paged decode attention for the CPU: one query token per sequence, keys and values read in
+// place from the block cache (no gather copy, no padding to the longest context).
+//
+// q:            (B, H, D)            float32 or bfloat16
+// k/v cache:    (KV, NB, BS, D)      same dtype as q
+// block_tables: (B, MB) int64        block ids per sequence (entries past the context unused)
+// context_lens: (B,)    int64        tokens of each sequence in the cache (>= 1)
+// returns       (B, H, D)            attention output, dtype of q
+//
+// Each (sequence, kv head) pair is one task: its G = H / KV query heads share every key and
+// value row loaded. Two passes: scores (+ max), then exp-weights and the weighted sum of values.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+inline float to_f(float x) { return x; }
+inline float to_f(c10::BFloat16 x) { return static_cast<float>(x); }
+
+// Row of D values -> float, written so the compiler vectorizes it: bfloat16 is the top half of a
+// float32, so widening is a 16-bit shift of the raw bits.
+inline void load_row(const float* src, float* dst, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) dst[d] = src[d];
+}
+inline void load_row(const c10::BFloat16* src, float* dst, int64_t D) {
+  const uint16_t* raw = reinterpret_cast<const uint16_t*>(src);
+  uint32_t* out = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t d = 0; d < D; ++d) out[d] = static_cast<uint32_t>(raw[d]) << 16;
+}
+
+template <typename T>
+void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* table,
+                 int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB, int64_t BS,
+                 float scale, T* out, std::vector<float>& qf, std::vector<float>& scores,
+                 std::vector<float>& acc) {
+  // q rows of this kv head's group, as float: (G, D)
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t d = 0; d < D; ++d) qf[g * D + d] = to_f(q[g * D + d]) * scale;
+  std::vector<float> mx(G, -3.0e38f);  // finite: -ffast-math assumes no infinities
+  std::vector<float> kf(D);
+  for (int64_t t = 0; t < ctx; ++t) {
+    const int64_t block = table[t / BS];
+    load_row(k_cache + ((kvh * NB + block) * BS + t % BS) * D, kf.data(), D);
+    for (int64_t g = 0; g < G; ++g) {
+      const float* qg = &qf[g * D];
+      float s = 0.f;
+      for (int64_t d = 0; d < D; ++d) s += qg[d] * kf[d];
+      scores[g * ctx + t] = s;
+      mx[g] = std::max(mx[g], s);
+    }
+  }
+  std::vector<float> denom(G, 0.f);
+  std::fill(acc.begin(), acc.begin() + G * D, 0.f);
+  for (int64_t t = 0; t < ctx; ++t) {
+    const int64_t block = table[t / BS];
+    load_row(v_cache + ((kvh * NB + block) * BS + t % BS) * D, kf.data(), D);
+    for (int64_t g = 0; g < G; ++g) {
+      const float p = std::exp(scores[g * ctx + t] - mx[g]);
+      denom[g] += p;
+      float* a = &acc[g * D];
+      for (int64_t d = 0; d < D; ++d) a[d] += p * kf[d];
+    }
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const float inv = 1.f / denom[g];
+    for (int64_t d = 0; d < D; ++d) out[g * D + d] = static_cast<T>(acc[g * D + d] * inv);
+  }
+}
+
+template <typename T>
+void decode_impl(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc,
+                 const at::Tensor& tables, const at::Tensor& lens, double scale, at::Tensor& out) {
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2);
+  const int64_t KV = kc.size(0), NB = kc.size(1), BS = kc.size(2), MB = tables.size(1);
+  const int64_t G = H / KV;
+  const T* qp = q.data_ptr<T>();
+  const T* kp = kc.data_ptr<T>();
+  const T* vp = vc.data_ptr<T>();
+  const int64_t* tp = tables.data_ptr<int64_t>();
+  const int64_t* lp = lens.data_ptr<int64_t>();
+  T* op = out.data_ptr<T>();
+  int64_t max_ctx = 1;
+  for (int64_t b = 0; b < B; ++b) max_ctx = std::max(max_ctx, lp[b]);
+  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qf(G * D), scores(G * max_ctx), acc(G * D);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / KV, kvh = i % KV;
+      decode_task<T>(qp + (b * H + kvh * G) * D, kp, vp, tp + b * MB, lp[b], kvh, G, D, NB, BS,
+                     static_cast<float>(scale), op + (b * H + kvh * G) * D, qf, scores, acc);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor paged_decode_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache,
+                                  at::Tensor block_tables, at::Tensor context_lens, double scale) {
+  TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 4 && v_cache.dim() == 4, "bad ranks");
+  TORCH_CHECK(q.scalar_type() == k_cache.scalar_type() && k_cache.scalar_type() == v_cache.scalar_type(),
+              "q and caches must share a dtype");
+  TORCH_CHECK(q.size(1) % k_cache.size(0) == 0, "heads must be a multiple of kv heads");
+  TORCH_CHECK(block_tables.scalar_type() == at::kLong && context_lens.scalar_type() == at::kLong,
+              "tables and lengths must be int64");
+  q = q.contiguous();
+  block_tables = block_tables.contiguous();
+  context_lens = context_lens.contiguous();
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "caches must be contiguous");
+  auto out = at::empty_like(q);
+  if (q.scalar_type() == at::kFloat) {
+    decode_impl<float>(q, k_cache, v_cache, block_tables, context_lens, scale, out);
+  } else if (q.scalar_type() == at::kBFloat16) {
+    decode_impl<c10::BFloat16>(q, k_cache, v_cache, block_tables, context_lens, scale, out);
+  } else {
+    TORCH_CHECK(false, "paged_decode_attention supports float32 and bfloat16");
+  }
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("paged_decode_attention", &paged_decode_attention, "paged decode attention (CPU)");
+}
