@@ -162,7 +162,7 @@ class AsyncEngine:
                     continue
                 if out.finished:
                     del self._sinks[out.request_id]
-                add.loop.call_soon_threadsafe(add.sink.put_nowait, out)
+                self._deliver(add, out)
         self._fail_all(RuntimeError("engine shut down"))
 
     def _drain(self, block: bool) -> bool:
@@ -186,7 +186,7 @@ class AsyncEngine:
                         item.request_id, item.prompt_ids, item.params, item.priority, item.arrival
                     )
                 except Exception as exc:
-                    item.loop.call_soon_threadsafe(item.sink.put_nowait, exc)
+                    self._deliver(item, exc)
                     continue
                 self._sinks[item.request_id] = item
             self._stats = self.engine.stats()
@@ -201,5 +201,16 @@ class AsyncEngine:
                 usage=Usage(len(add.prompt_ids), 0),
                 error=str(exc),
             )
-            add.loop.call_soon_threadsafe(add.sink.put_nowait, out)
+            self._deliver(add, out)
         self._sinks.clear()
+
+    def _deliver(self, add: _Add, item: RequestOutput | BaseException) -> None:
+        """Hand `item` to the request's event loop. If that loop is closed, nobody can read the
+        request any more: abort it rather than let the error kill this thread (and the engine)."""
+        try:
+            add.loop.call_soon_threadsafe(add.sink.put_nowait, item)
+        except RuntimeError:  # "Event loop is closed"
+            log.warning("request %s: its event loop is closed; aborting it", add.request_id)
+            self.engine.abort(add.request_id)
+            self._sinks.pop(add.request_id, None)
+            self._stats = self.engine.stats()

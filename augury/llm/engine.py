@@ -62,6 +62,8 @@ class EngineConfig:
     """Token budget of one step (decodes + prompt chunks)."""
     max_model_len: int | None = None
     """Longest prompt + output; defaults to the model's context length."""
+    enable_prefix_caching: bool = True
+    """Reuse the cached blocks of earlier requests that share a prompt prefix."""
     max_waiting: int = 1024
     """Most requests waiting for admission; more are refused (the server answers 429)."""
     num_threads: int | None = None
@@ -113,7 +115,7 @@ class LLMEngine:
         )
         dtype = model.dtype
         num_blocks = num_blocks_for_budget(cfg, config.block_size, dtype, config.kv_cache_memory)
-        self.blocks = BlockManager(num_blocks, config.block_size)
+        self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.kv_caches = allocate_kv_caches(cfg, num_blocks, config.block_size, dtype, model.device)
         self.runner = ModelRunner(model, self.kv_caches, config.block_size)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
@@ -263,8 +265,18 @@ class LLMEngine:
         t1 = time.perf_counter()
         ready, logits = self.runner.execute(sched)
         t2 = time.perf_counter()
+        block_size = self.blocks.block_size
         for s in sched.prefills + sched.decodes:
-            s.seq.num_computed += s.num_tokens
+            seq = s.seq
+            seq.num_computed += s.num_tokens
+            if seq.num_computed // block_size > len(seq.block_hashes):
+                start = len(seq.block_hashes) * block_size
+                self.blocks.cache_full_blocks(
+                    seq.block_table,
+                    seq.block_hashes,
+                    seq.token_slice(start, seq.num_computed),
+                    seq.num_computed,
+                )
         rows, logits = self._fork_samples(ready, logits)
         result = self.sampler(
             logits, [SampleRow(q.params, q.prompt_ids, q.output_ids, q.generator) for q in rows]
@@ -299,6 +311,7 @@ class LLMEngine:
                     seq.request_id, k, seq.prompt_ids, seq.params, seq.priority, seq.arrival
                 )
                 child.block_table = self.blocks.fork(seq.block_table)
+                child.block_hashes = list(seq.block_hashes)
                 child.num_computed = seq.num_computed
                 self.scheduler.add_running(child, after=seq if k == 1 else rows[-1])
                 self._requests[seq.request_id].append(child)
@@ -348,7 +361,11 @@ class LLMEngine:
             finished = all(s.finished for s in all_seqs) and not any(
                 s.pending_forks for s in all_seqs
             )
-            usage = Usage(len(all_seqs[0].prompt_ids), sum(len(s.output_ids) for s in all_seqs))
+            usage = Usage(
+                len(all_seqs[0].prompt_ids),
+                sum(len(s.output_ids) for s in all_seqs),
+                cached_tokens=all_seqs[0].num_cached_prompt,
+            )
             outputs.append(RequestOutput(request_id, deltas, finished, usage))
             if finished:
                 del self._requests[request_id]
@@ -386,4 +403,6 @@ class LLMEngine:
             last_step_ms=self._timing.total_ms,
             last_model_ms=self._timing.model_ms,
             last_timing=self._timing,
+            prefix_cache_queries=self.blocks.queried_tokens,
+            prefix_cache_hits=self.blocks.hit_tokens,
         )

@@ -8,6 +8,8 @@ blocks, with copy-on-write when a shared partially filled block is appended to.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -59,9 +61,15 @@ class BlockManager:
 
     Check/act pairs: `blocks_needed` tells what `reserve` will take, `can_reserve` whether that
     is free; `reserve` then cannot fail.
+
+    Prefix caching: a full block is identified by a chained hash of its tokens and of every token
+    before it (`block_hash`). `cache_full_blocks` registers a sequence's full blocks; `match`
+    finds the longest run of registered blocks for a new prompt. Unreferenced registered blocks
+    stay in an LRU list and are evicted only when a free block is needed. Full blocks are never
+    written again, so a shared cached block is never modified.
     """
 
-    def __init__(self, num_blocks: int, block_size: int) -> None:
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool = False) -> None:
         if num_blocks < 1 or block_size < 1:
             raise ValueError(
                 f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}"
@@ -70,14 +78,26 @@ class BlockManager:
         self.block_size = block_size
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # pop() gives low ids first
         self._refs = [0] * num_blocks
+        self.prefix_caching = prefix_caching
+        self._hash_of: dict[int, int] = {}  # block -> hash of its (full) contents
+        self._block_of: dict[int, int] = {}  # hash -> block
+        self._evictable: OrderedDict[int, None] = OrderedDict()  # cached, unreferenced; LRU first
+        self.queried_tokens = 0
+        self.hit_tokens = 0
 
     @property
     def num_free(self) -> int:
-        return len(self._free)
+        """Blocks that can be handed out: never used, or cached and unreferenced."""
+        return len(self._free) + len(self._evictable)
+
+    @property
+    def num_cached(self) -> int:
+        return len(self._block_of)
 
     @property
     def num_used(self) -> int:
-        return self.num_blocks - len(self._free)
+        """Blocks referenced by some sequence."""
+        return self.num_blocks - self.num_free
 
     def ref_count(self, block: int) -> int:
         return self._refs[block]
@@ -94,7 +114,7 @@ class BlockManager:
         return max(need, 0)
 
     def can_reserve(self, table: list[int], num_cached: int, num_new: int) -> bool:
-        return self.blocks_needed(table, num_cached, num_new) <= len(self._free)
+        return self.blocks_needed(table, num_cached, num_new) <= self.num_free
 
     def reserve(self, table: list[int], num_cached: int, num_new: int) -> list[BlockCopy]:
         """Grow `table` in place for `num_new` more tokens; returns copies to run first."""
@@ -122,12 +142,73 @@ class BlockManager:
         for b in reversed(table):
             self._refs[b] -= 1
             if self._refs[b] == 0:
-                self._free.append(b)
+                if b in self._hash_of:
+                    self._evictable[b] = None  # most recently used at the end
+                else:
+                    self._free.append(b)
             elif self._refs[b] < 0:
                 raise RuntimeError(f"block {b} released more often than it was taken")
         table.clear()
 
+    # -- prefix caching --------------------------------------------------------------------------
+
+    def match(self, tokens: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Take a reference to the longest run of cached full blocks that starts `tokens`.
+
+        Returns (blocks, their hashes). At least the last token is left to compute, so that the
+        request gets logits. Empty when prefix caching is off.
+        """
+        if not self.prefix_caching:
+            return [], []
+        usable = (len(tokens) - 1) // self.block_size
+        blocks: list[int] = []
+        hashes: list[int] = []
+        parent: int | None = None
+        for i in range(usable):
+            parent = block_hash(parent, tokens[i * self.block_size : (i + 1) * self.block_size])
+            b = self._block_of.get(parent)
+            if b is None:
+                break
+            if self._refs[b] == 0:
+                del self._evictable[b]
+            self._refs[b] += 1
+            blocks.append(b)
+            hashes.append(parent)
+        self.queried_tokens += len(tokens)
+        self.hit_tokens += len(blocks) * self.block_size
+        return blocks, hashes
+
+    def cache_full_blocks(
+        self, table: list[int], hashes: list[int], tokens: Sequence[int], num_computed: int
+    ) -> None:
+        """Register the blocks of `table` that `num_computed` tokens fill completely.
+
+        `hashes` (one per registered block of this table, extended in place) carries the chain;
+        `tokens` are the sequence's tokens from index len(hashes) * block_size on.
+        """
+        if not self.prefix_caching:
+            return
+        bs = self.block_size
+        first = len(hashes)
+        for i in range(first, num_computed // bs):
+            parent = hashes[-1] if hashes else None
+            h = block_hash(parent, tokens[(i - first) * bs : (i - first + 1) * bs])
+            hashes.append(h)
+            b = table[i]
+            if h not in self._block_of and b not in self._hash_of:
+                self._block_of[h] = b
+                self._hash_of[b] = h
+
     def _take(self) -> int:
-        b = self._free.pop()
+        if self._free:
+            b = self._free.pop()
+        else:  # evict the least recently used cached block
+            b, _ = self._evictable.popitem(last=False)
+            del self._block_of[self._hash_of.pop(b)]
         self._refs[b] = 1
         return b
+
+
+def block_hash(parent: int | None, tokens: Sequence[int]) -> int:
+    """Identity of a full block: its tokens and, through `parent`, every token before them."""
+    return hash((parent, tuple(tokens)))

@@ -114,8 +114,10 @@ class Scheduler:
             if len(self.running) >= self.max_num_seqs:
                 break
             seq = self._waiting[0][3]
+            self._match_prefix(seq)
             n = min(seq.num_uncomputed, budget)
             if not self.blocks.can_reserve(seq.block_table, seq.num_computed, n):
+                self._unmatch(seq)
                 break  # first come, first served: do not let later requests jump ahead
             heapq.heappop(self._waiting)
             out.copies += self.blocks.reserve(seq.block_table, seq.num_computed, n)
@@ -124,6 +126,20 @@ class Scheduler:
             out.add(seq, n, prefill=True)
             budget -= n
         return out
+
+    def _match_prefix(self, seq: Sequence) -> None:
+        """Start a fresh sequence from the cached blocks of its longest cached prefix."""
+        if seq.num_computed or seq.block_table:
+            return
+        blocks, hashes = self.blocks.match(seq.all_ids)
+        seq.block_table, seq.block_hashes = blocks, hashes
+        seq.num_computed = len(blocks) * self.blocks.block_size
+        seq.num_cached_prompt = min(seq.num_computed, len(seq.prompt_ids))
+
+    def _unmatch(self, seq: Sequence) -> None:
+        self.blocks.release(seq.block_table)
+        seq.block_hashes = []
+        seq.num_computed = 0
 
     def _make_room(self, seq: Sequence, n: int, out: SchedulerOutput) -> bool:
         """Preempt others until `seq` can take `n` tokens; False if `seq` had to go itself."""
@@ -149,6 +165,7 @@ class Scheduler:
     def _preempt(self, seq: Sequence, out: SchedulerOutput) -> None:
         self.running.remove(seq)
         self.blocks.release(seq.block_table)
+        seq.block_hashes = []
         seq.num_computed = 0  # recompute prompt + output so far when readmitted
         self.add(seq)
         out.preempted.append(seq)

@@ -36,6 +36,10 @@ class Sequence:
     num_computed: int = 0
     """Tokens whose keys/values are in the cache."""
     block_table: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)
+    """Prefix-cache hashes of the table's first full blocks (registered or matched)."""
+    num_cached_prompt: int = 0
+    """Prompt tokens whose keys/values came from the prefix cache at admission."""
     status: SeqStatus = SeqStatus.WAITING
     finish_reason: str | None = None
     stop_reason: str | int | None = None
