@@ -21,6 +21,8 @@ class SeqWork:
     tokens: Sequence[int]
     start_pos: int
     block_table: Sequence[int]
+    num_logits: int = 1
+    """Positions at the end of the span that need logits (1 + drafts when verifying a draft)."""
 
 
 @dataclass
@@ -31,7 +33,8 @@ class StepBatch:
     """(T,) int64"""
     meta: AttentionMetadata
     logits_index: torch.Tensor
-    """(N,) int64: the flat index of each sequence's last token, in the order work was given."""
+    """(N,) int64: flat indices needing logits: each sequence's last `num_logits` tokens, in the
+    order work was given."""
 
 
 def build_step_batch(
@@ -55,7 +58,7 @@ def build_step_batch(
         ctx = w.start_pos + len(w.tokens)
         table = torch.tensor(w.block_table[: -(-ctx // block_size)], dtype=torch.int64)
         spans.append(PrefillSpan(start, len(ids), ctx, table.to(device)))
-        last.append(len(ids) - 1)
+        last.extend(range(len(ids) - w.num_logits, len(ids)))
     decode_start = len(ids)
     max_blocks = 0
     for w in decodes:

@@ -24,12 +24,20 @@ from augury.llm.kv_cache import (
     bytes_per_block,
     num_blocks_for_budget,
 )
-from augury.llm.outputs import CompletionDelta, EngineStats, RequestOutput, StepTiming, Usage
+from augury.llm.outputs import (
+    CompletionDelta,
+    EngineStats,
+    RequestOutput,
+    StepTiming,
+    TokenLogprob,
+    Usage,
+)
 from augury.llm.runner import ModelRunner
 from augury.llm.sampler import Sampler, SampleRow
 from augury.llm.sampling_params import SamplingParams
 from augury.llm.scheduler import Scheduler
 from augury.llm.sequence import SeqStatus, Sequence
+from augury.llm.speculative import accept_greedy, accept_sampled, propose_ngram
 from augury.models.config import LoadedModel
 from augury.models.default import DEFAULT_MODEL_ID, default_model_path
 from augury.models.llama import LlamaModel, build_model
@@ -62,6 +70,10 @@ class EngineConfig:
     """Token budget of one step (decodes + prompt chunks)."""
     max_model_len: int | None = None
     """Longest prompt + output; defaults to the model's context length."""
+    speculative_tokens: int = 4
+    """Prompt-lookup draft tokens verified per step (0 turns speculative decoding off)."""
+    speculative_max_batch: int = 4
+    """Speculate only while at most this many sequences run (larger batches are compute-bound)."""
     enable_prefix_caching: bool = True
     """Reuse the cached blocks of earlier requests that share a prompt prefix."""
     max_waiting: int = 1024
@@ -127,6 +139,8 @@ class LLMEngine:
         self._generation_tokens_total = 0
         self._steps = 0
         self._timing = StepTiming()
+        self._spec_proposed = 0
+        self._spec_accepted = 0
         torch.manual_seed(config.seed)
         log.info(
             "kv cache: %d blocks x %d tokens = %d tokens (%.0f MiB)",
@@ -259,30 +273,37 @@ class LLMEngine:
 
     def step(self) -> list[RequestOutput]:
         t0 = time.perf_counter()
+        self._propose_drafts()
         sched = self.scheduler.schedule()
         if sched.is_empty:
             return []
         t1 = time.perf_counter()
-        ready, logits = self.runner.execute(sched)
+        ready, counts, logits = self.runner.execute(sched)
         t2 = time.perf_counter()
-        block_size = self.blocks.block_size
         for s in sched.prefills + sched.decodes:
-            seq = s.seq
-            seq.num_computed += s.num_tokens
-            if seq.num_computed // block_size > len(seq.block_hashes):
-                start = len(seq.block_hashes) * block_size
-                self.blocks.cache_full_blocks(
-                    seq.block_table,
-                    seq.block_hashes,
-                    seq.token_slice(start, seq.num_computed),
-                    seq.num_computed,
-                )
-        rows, logits = self._fork_samples(ready, logits)
-        result = self.sampler(
-            logits, [SampleRow(q.params, q.prompt_ids, q.output_ids, q.generator) for q in rows]
+            if not s.seq.draft:  # drafted sequences advance by what verification accepts
+                s.seq.num_computed += s.num_tokens
+                self._cache_full_blocks(s.seq)
+        offsets = [sum(counts[:i]) for i in range(len(counts))]
+        plain = [i for i, seq in enumerate(ready) if not seq.draft]
+        rows, plain_logits = self._fork_samples(
+            [ready[i] for i in plain],
+            logits[torch.tensor([offsets[i] for i in plain], dtype=torch.int64)],
         )
+        result = self.sampler(
+            plain_logits,
+            [SampleRow(q.params, q.prompt_ids, q.output_ids, q.generator) for q in rows],
+        )
+        tokens: list[list[int]] = [[t] for t in result.token_ids]
+        logprobs: list[list[TokenLogprob | None]] = [[lp] for lp in result.logprobs]
+        for i, seq in enumerate(ready):
+            if seq.draft:
+                accepted = self._verify(seq, logits[offsets[i] : offsets[i] + counts[i]])
+                rows.append(seq)
+                tokens.append(accepted)
+                logprobs.append([None] * len(accepted))
         t3 = time.perf_counter()
-        touched = self._update(rows, result.token_ids, result.logprobs)
+        touched = self._update(rows, tokens, logprobs)
         outputs = self._outputs(touched)
         t4 = time.perf_counter()
         self._steps += 1
@@ -293,6 +314,64 @@ class LLMEngine:
             update_ms=(t4 - t3) * 1e3,
         )
         return outputs
+
+    def _cache_full_blocks(self, seq: Sequence) -> None:
+        block_size = self.blocks.block_size
+        if seq.num_computed // block_size > len(seq.block_hashes):
+            start = len(seq.block_hashes) * block_size
+            self.blocks.cache_full_blocks(
+                seq.block_table,
+                seq.block_hashes,
+                seq.token_slice(start, seq.num_computed),
+                seq.num_computed,
+            )
+
+    # -- speculative decoding ------------------------------------------------------------------
+
+    def _propose_drafts(self) -> None:
+        """Prompt-lookup drafts for decoding sequences, only while the batch is small.
+
+        Verifying k drafted tokens costs about one decode step while the step is bound by weight
+        reads (small batches); at larger batches the step is bound by compute and every rejected
+        draft token is wasted work, so speculation switches off above speculative_max_batch.
+        """
+        k = self.config.speculative_tokens
+        running = self.scheduler.running
+        if k <= 0 or not running or len(running) > self.config.speculative_max_batch:
+            return
+        for seq in running:
+            p = seq.params
+            if (
+                seq.in_prefill
+                or seq.pending_forks
+                or p.has_penalties
+                or p.logprobs is not None
+                or len(seq.output_ids) < p.min_tokens
+            ):
+                continue
+            room = min(
+                k, p.max_tokens - len(seq.output_ids) - 1, self.max_model_len - seq.num_tokens - 1
+            )
+            seq.draft = propose_ngram(seq.all_ids, room) if room > 0 else []
+            self._spec_proposed += len(seq.draft)
+
+    def _verify(self, seq: Sequence, logits: torch.Tensor) -> list[int]:
+        """Accept a prefix of the draft (exactly, see speculative.py) and roll the cache back."""
+        row = SampleRow(seq.params, seq.prompt_ids, seq.output_ids, seq.generator)
+        rows = [row] * logits.shape[0]
+        processed = self.sampler.process(logits, rows)
+        if seq.params.greedy:
+            accepted = accept_greedy(processed, seq.draft)
+        else:
+            probs = self.sampler.probabilities(processed, rows)
+            accepted = accept_sampled(probs, seq.draft, seq.generator)
+        self._spec_accepted += len(accepted) - 1
+        # The cache now holds valid keys/values for the last real token and the accepted drafts.
+        seq.num_computed += len(accepted)
+        seq.draft = []
+        self.blocks.trim(seq.block_table, seq.num_computed)
+        self._cache_full_blocks(seq)
+        return accepted
 
     def _fork_samples(
         self, ready: list[Sequence], logits: torch.Tensor
@@ -320,25 +399,36 @@ class LLMEngine:
             seq.pending_forks = 0
         return rows, logits[torch.tensor(index, dtype=torch.int64)]
 
-    def _update(self, rows: list[Sequence], tokens: list[int], logprobs: list) -> list[Sequence]:  # type: ignore[type-arg]
-        for seq, tok, lp in zip(rows, tokens, logprobs, strict=True):
-            seq.output_ids.append(tok)
-            if lp is not None:
-                seq.logprobs.append(lp)
-            self._generation_tokens_total += 1
-            p = seq.params
-            if tok in p.stop_token_ids:  # the sampler bans them before min_tokens
-                self._finish(seq, "stop", tok)
-                continue
-            if tok in self.eos_token_ids and not p.ignore_eos:
-                self._finish(seq, "stop", None)
-                continue
+    def _update(
+        self,
+        rows: list[Sequence],
+        tokens: list[list[int]],
+        logprobs: list[list[TokenLogprob | None]],
+    ) -> list[Sequence]:
+        """Append each row's new tokens (one, or several after a verified draft) until it ends."""
+        for seq, toks, lps in zip(rows, tokens, logprobs, strict=True):
+            for tok, lp in zip(toks, lps, strict=True):
+                if seq.finished:
+                    break
+                self._append(seq, tok, lp)
+        return rows
+
+    def _append(self, seq: Sequence, tok: int, lp: TokenLogprob | None) -> None:
+        seq.output_ids.append(tok)
+        if lp is not None:
+            seq.logprobs.append(lp)
+        self._generation_tokens_total += 1
+        p = seq.params
+        if tok in p.stop_token_ids:  # the sampler bans them before min_tokens
+            self._finish(seq, "stop", tok)
+        elif tok in self.eos_token_ids and not p.ignore_eos:
+            self._finish(seq, "stop", None)
+        else:
             seq.pending_text += seq.detok.push(tok)
             if seq.detok.stopped:
                 self._finish(seq, "stop", seq.detok.stop_reason, flush=False)
             elif len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
                 self._finish(seq, "length", None)
-        return rows
 
     def _finish(
         self, seq: Sequence, reason: str, stop_reason: str | int | None, flush: bool = True
@@ -403,6 +493,8 @@ class LLMEngine:
             last_step_ms=self._timing.total_ms,
             last_model_ms=self._timing.model_ms,
             last_timing=self._timing,
+            spec_proposed_tokens=self._spec_proposed,
+            spec_accepted_tokens=self._spec_accepted,
             prefix_cache_queries=self.blocks.queried_tokens,
             prefix_cache_hits=self.blocks.hit_tokens,
         )

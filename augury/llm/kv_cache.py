@@ -150,6 +150,14 @@ class BlockManager:
                 raise RuntimeError(f"block {b} released more often than it was taken")
         table.clear()
 
+    def trim(self, table: list[int], num_tokens: int) -> None:
+        """Give back the blocks past those `num_tokens` need (after rejected draft tokens)."""
+        keep = self.blocks_for_tokens(num_tokens)
+        if len(table) > keep:
+            tail = table[keep:]
+            del table[keep:]
+            self.release(tail)
+
     # -- prefix caching --------------------------------------------------------------------------
 
     def match(self, tokens: Sequence[int]) -> tuple[list[int], list[int]]:

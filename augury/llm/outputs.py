@@ -119,6 +119,9 @@ class EngineStats:
     last_model_ms: float
     """Of the last step, the time spent building the batch and in the forward pass."""
     last_timing: StepTiming = field(default_factory=StepTiming)
+    spec_proposed_tokens: int = 0
+    """Draft tokens proposed by speculative decoding, and how many the target accepted."""
+    spec_accepted_tokens: int = 0
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
 

@@ -17,32 +17,40 @@ class ModelRunner:
         self.block_size = block_size
         self.device = model.device
 
-    def execute(self, sched: SchedulerOutput) -> tuple[list[Sequence], torch.Tensor]:
-        """Run the step; return the sequences whose scheduled tokens reach their end (they get a
-        new token) and their (N, vocab) float32 logits, in the same order."""
+    def execute(self, sched: SchedulerOutput) -> tuple[list[Sequence], list[int], torch.Tensor]:
+        """Run the step. Returns the sequences whose scheduled tokens reach their end (they get
+        new tokens), how many logits rows each has (1, or 1 + drafts when verifying a draft),
+        and those (rows, vocab) float32 logits, in the same order."""
         self._copy_blocks(sched)
         prefills = [self._work(s) for s in sched.prefills]
         decodes = [self._work(s) for s in sched.decodes]
         batch = build_step_batch(prefills, decodes, self.block_size, self.device)
-        scheduled = sched.prefills + sched.decodes
         # Only sequences whose chunk reaches their last token need logits (a partial prompt chunk
-        # does not).
-        want = [
-            i
-            for i, s in enumerate(scheduled)
-            if s.seq.num_computed + s.num_tokens == s.seq.num_tokens
-        ]
+        # does not); logits_index holds num_logits entries per sequence, in work order.
+        ready: list[Sequence] = []
+        counts: list[int] = []
+        index: list[int] = []
+        offset = 0
+        for s, w in zip(sched.prefills + sched.decodes, prefills + decodes, strict=True):
+            if s.seq.num_computed + s.num_tokens >= s.seq.num_tokens:
+                ready.append(s.seq)
+                counts.append(w.num_logits)
+                index.extend(range(offset, offset + w.num_logits))
+            offset += w.num_logits
         with torch.inference_mode():
             hidden = self.model(batch.input_ids, batch.positions, self.kv_caches, batch.meta)
-            index = batch.logits_index[torch.tensor(want, dtype=torch.int64, device=self.device)]
-            logits = self.model.compute_logits(hidden[index]).cpu()
-        return [scheduled[i].seq for i in want], logits
+            rows = batch.logits_index[torch.tensor(index, dtype=torch.int64, device=self.device)]
+            logits = self.model.compute_logits(hidden[rows]).cpu()
+        return ready, counts, logits
 
     def _work(self, s: ScheduledSeq) -> SeqWork:
+        """The tokens a sequence computes this step: cached-next tokens, then any draft."""
         seq = s.seq
         start = seq.num_computed
-        tokens = seq.token_slice(start, start + s.num_tokens)
-        return SeqWork(tokens, start, seq.block_table)
+        end = start + s.num_tokens
+        real = seq.token_slice(start, min(end, seq.num_tokens))
+        drafted = seq.draft[: max(0, end - seq.num_tokens)]
+        return SeqWork(real + drafted, start, seq.block_table, num_logits=1 + len(drafted))
 
     def _copy_blocks(self, sched: SchedulerOutput) -> None:
         if not sched.copies:

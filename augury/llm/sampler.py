@@ -40,20 +40,22 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> SampleResult:
         """(B, V) float32 logits, one SampleRow per row -> one token (and logprobs) per row."""
-        _b, _v = logits.shape
-        logits = logits[:, : self.vocab_size].float()
-        raw = logits
-        logits = logits.clone()
+        raw = logits[:, : self.vocab_size].float()
+        processed = self.process(raw, rows)
+        greedy = torch.tensor([r.params.greedy for r in rows])
+        tokens = processed.argmax(dim=-1)
+        if not bool(greedy.all()):
+            sampled = self._draw(self.probabilities(processed, rows), rows)
+            tokens = torch.where(greedy, tokens, sampled)
+        return SampleResult(tokens.tolist(), self._logprobs(raw, tokens, rows))
+
+    def process(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> torch.Tensor:
+        """A copy of the logits with bias, min_tokens bans and penalties applied."""
+        logits = logits[:, : self.vocab_size].float().clone()
         self._apply_bias_and_min_tokens(logits, rows)
         if any(r.params.has_penalties for r in rows):
             self._apply_penalties(logits, rows)
-
-        greedy = torch.tensor([r.params.greedy for r in rows])
-        tokens = logits.argmax(dim=-1)
-        if not bool(greedy.all()):
-            sampled = self._draw(logits, rows)
-            tokens = torch.where(greedy, tokens, sampled)
-        return SampleResult(tokens.tolist(), self._logprobs(raw, tokens, rows))
+        return logits
 
     def _apply_bias_and_min_tokens(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> None:
         for i, r in enumerate(rows):
@@ -84,7 +86,9 @@ class Sampler:
         penalized = torch.where(logits > 0, logits / rep, logits * rep)
         logits.copy_(torch.where(seen, penalized, logits))
 
-    def _draw(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> torch.Tensor:
+    def probabilities(self, logits: torch.Tensor, rows: Seq[SampleRow]) -> torch.Tensor:
+        """Processed logits -> the distribution each row draws from (temperature, top-k, top-p,
+        min-p applied; unnormalized after the cuts, which the draw does not mind)."""
         temp = torch.tensor([r.params.temperature or 1.0 for r in rows]).unsqueeze(1)
         logits = logits / temp
         top_k = [r.params.top_k for r in rows]
@@ -106,6 +110,9 @@ class Sampler:
         if bool((min_p > 0).any()):
             floor = probs.max(dim=-1, keepdim=True).values * min_p.unsqueeze(1)
             probs = probs.masked_fill(probs < floor, 0.0)
+        return probs
+
+    def _draw(self, probs: torch.Tensor, rows: Seq[SampleRow]) -> torch.Tensor:
         # Exponential race: argmax(p / E) with E ~ Exp(1) draws from p (unnormalized is fine).
         noise = torch.empty_like(probs)
         shared = [i for i, r in enumerate(rows) if r.generator is None]

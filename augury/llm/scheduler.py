@@ -100,13 +100,24 @@ class Scheduler:
                 if seq.in_prefill is not phase_prefill or seq.seq_id in out.scheduled_ids:
                     i += 1
                     continue
-                n = min(seq.num_uncomputed, budget) if phase_prefill else 1
+                n = min(seq.num_uncomputed, budget) if phase_prefill else 1 + len(seq.draft)
+                if (
+                    n > 1
+                    and seq.draft
+                    and (
+                        n > budget
+                        or not self.blocks.can_reserve(seq.block_table, seq.num_computed, n)
+                    )
+                ):
+                    seq.draft = []  # never preempt anyone for a speculative draft
+                    n = 1
                 if n == 0:
                     break
                 if not self._make_room(seq, n, out):
                     continue  # seq itself was preempted; running shrank at index i
                 out.copies += self.blocks.reserve(seq.block_table, seq.num_computed, n)
-                out.add(seq, n, prefill=phase_prefill)
+                # A verified draft is a multi-token span: it runs on the prefill path.
+                out.add(seq, n, prefill=phase_prefill or n > 1)
                 budget -= n
                 i += 1
         # Admit waiting sequences while budget, slots and blocks allow (none after a preemption).

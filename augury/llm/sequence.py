@@ -43,6 +43,8 @@ class Sequence:
     status: SeqStatus = SeqStatus.WAITING
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    draft: list[int] = field(default_factory=list)
+    """Speculative tokens proposed for this step (verified by the target in the same pass)."""
     pending_forks: int = 0
     """Samples still to split off this one when its prompt is done (n > 1)."""
     # Streaming cursors: what was already reported.

@@ -1,0 +1,1 @@
+"""Example models built from real data that ships inside packages (see build.py)."""

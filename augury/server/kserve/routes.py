@@ -1,0 +1,251 @@
+"""KServe v2 / Open Inference Protocol REST routes over a ModelRepository.
+
+Every error answers `{"error": "message"}` (the protocol's envelope, not OpenAI's): handlers
+return JSONResponse themselves, so the app's exception handlers never reformat them.
+Status codes: 400 bad request or failed load, 404 unknown model or version, 429 queue full,
+503 model not ready, 504 request timed out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import ValidationError
+from starlette.responses import JSONResponse, Response
+
+import augury
+from augury.predict.errors import (
+    ConfigError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    PredictError,
+    QueueFull,
+    RequestTimeout,
+)
+from augury.predict.pipeline import InferRequest
+from augury.predict.repository import ModelRepository, ModelVersion
+from augury.server.kserve.protocol import (
+    InferenceRequest,
+    decode_input,
+    encode_output,
+    split_binary,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (InvalidInput, 400),
+    (ConfigError, 400),
+    (ModelNotFound, 404),
+    (QueueFull, 429),
+    (ModelNotReady, 503),
+    (RequestTimeout, 504),
+]
+EXTENSIONS = ["model_repository", "binary_tensor_data"]
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """The protocol's error body."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def from_exception(exc: Exception) -> JSONResponse:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return error(status, str(exc))
+    log.exception("prediction failed", exc_info=exc)
+    return error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def build_router(repository: ModelRepository) -> APIRouter:
+    """The /v2 routes serving `repository` (start it with `repository_lifespan`)."""
+    router = APIRouter(tags=["kserve-v2"])
+
+    def lookup(name: str, version: str | None) -> ModelVersion:
+        number = None
+        if version is not None:
+            if not version.isdigit():
+                raise ModelNotFound(f"model version must be a number, got {version!r}")
+            number = int(version)
+        return repository.get(name, number)
+
+    @router.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "augury", "version": augury.__version__, "extensions": EXTENSIONS}
+
+    @router.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @router.get("/v2/health/ready")
+    async def ready() -> Response:
+        broken = [e.name for e in repository.index() if e.state != "READY" and e.reason]
+        if broken:
+            return error(503, f"models failed to load: {', '.join(broken)}")
+        return JSONResponse({"ready": True})
+
+    @router.get("/v2/models/{name}")
+    @router.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        try:
+            return JSONResponse(_metadata(lookup(name, version)))
+        except PredictError as exc:
+            return from_exception(exc)
+
+    @router.get("/v2/models/{name}/config")
+    @router.get("/v2/models/{name}/versions/{version}/config")
+    async def model_config(name: str, version: str | None = None) -> Response:
+        try:
+            return JSONResponse(_config(lookup(name, version)))
+        except PredictError as exc:
+            return from_exception(exc)
+
+    @router.get("/v2/models/{name}/ready")
+    @router.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        try:
+            lookup(name, version)
+        except PredictError as exc:
+            return from_exception(exc)
+        return JSONResponse({"name": name, "ready": True})
+
+    @router.post("/v2/models/{name}/infer")
+    @router.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            model = lookup(name, version)
+            body = await request.body()
+            parsed, tensors = _parse(body, request.headers.get("inference-header-content-length"))
+            result = await model.infer(tensors, timeout_s=_timeout(parsed))
+        except Exception as exc:
+            return from_exception(exc)
+        outputs = [encode_output(n, v, result.parameters.get(n)) for n, v in result.outputs.items()]
+        answer: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": str(model.version),
+            "outputs": outputs,
+        }
+        if parsed.id is not None:
+            answer["id"] = parsed.id
+        return JSONResponse(answer)
+
+    @router.post("/v2/repository/index")
+    async def repository_index() -> list[dict[str, Any]]:
+        return [
+            {"name": e.name, "version": "" if e.version is None else str(e.version),
+             "state": e.state, "reason": e.reason}
+            for e in repository.index()
+        ]  # fmt: skip
+
+    @router.post("/v2/repository/models/{name}/load")
+    async def load(name: str) -> Response:
+        try:
+            await repository.load(name)
+        except Exception as exc:
+            if isinstance(exc, ModelNotFound):
+                return from_exception(exc)
+            return error(400, f"failed to load model {name!r}: {exc}")
+        return JSONResponse({})
+
+    @router.post("/v2/repository/models/{name}/unload")
+    async def unload(name: str) -> Response:
+        try:
+            await repository.unload(name)
+        except PredictError as exc:
+            return from_exception(exc)
+        return JSONResponse({})
+
+    return router
+
+
+def repository_lifespan(
+    repository: ModelRepository,
+) -> Callable[[FastAPI], Any]:
+    """A lifespan that starts and stops `repository` (for apps made without create_app)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await repository.start()
+        try:
+            yield
+        finally:
+            await repository.stop()
+
+    return lifespan
+
+
+def _parse(body: bytes, header_length: str | None) -> tuple[InferenceRequest, InferRequest]:
+    """The request header and its tensors as numpy arrays (InvalidInput when malformed)."""
+    size = len(body)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} is invalid")
+        size = int(header_length)
+    try:
+        parsed = InferenceRequest.model_validate(json.loads(body[:size]))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise InvalidInput(f"invalid inference request at '{where}': {first['msg']}") from None
+    binary = split_binary(parsed, body, size) if header_length else [None] * len(parsed.inputs)
+    inputs = {}
+    for tensor, part in zip(parsed.inputs, binary, strict=True):
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        inputs[tensor.name] = decode_input(tensor, part)
+    outputs = tuple(o.name for o in parsed.outputs or ())
+    return parsed, InferRequest(inputs, outputs, dict(parsed.parameters or {}))
+
+
+def _timeout(parsed: InferenceRequest) -> float | None:
+    value = (parsed.parameters or {}).get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or value <= 0:
+        raise InvalidInput(
+            f"parameters.timeout must be a positive number of seconds, got {value!r}"
+        )
+    return float(value)
+
+
+def _tensor_meta(spec: Any) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def _metadata(model: ModelVersion) -> dict[str, Any]:
+    cfg = model.config
+    meta: dict[str, Any] = {
+        "name": model.name,
+        "versions": [str(model.version)],
+        "platform": f"augury_{cfg.runtime}",
+        "inputs": [_tensor_meta(t) for t in cfg.inputs],
+        "outputs": [_tensor_meta(t) for t in cfg.outputs],
+        "parameters": {"task": cfg.task},
+    }
+    if cfg.labels:
+        meta["parameters"]["labels"] = list(cfg.labels)
+    return meta
+
+
+def _config(model: ModelVersion) -> dict[str, Any]:
+    cfg, b = model.config, model.config.batching
+    return {
+        "name": model.name,
+        "platform": f"augury_{cfg.runtime}",
+        "max_batch_size": b.max_batch_size,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": int(b.max_queue_delay_ms * 1000),
+            "preferred_batch_size": list(b.preferred_batch_sizes),
+        },
+        "instance_group": [{"count": b.instances, "kind": "KIND_CPU"}],
+        "input": [_tensor_meta(t) for t in cfg.inputs],
+        "output": [_tensor_meta(t) for t in cfg.outputs],
+    }

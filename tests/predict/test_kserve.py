@@ -1,0 +1,134 @@
+"""Open Inference Protocol conformance with tritonclient[http] against a live uvicorn server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as th
+from tritonclient.utils import InferenceServerException
+
+from tests.predict.conftest import Live
+from tests.predict.helpers import LINEAR_W, make_linear
+
+Server = tuple[Live, Path]
+
+
+def infer_input(name: str, array: np.ndarray, datatype: str, binary: bool) -> th.InferInput:
+    tensor = th.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    return tensor
+
+
+def test_server_metadata_and_health(live_repository: Server) -> None:
+    client = th.InferenceServerClient(live_repository[0].url)
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "augury"
+    assert "model_repository" in meta["extensions"]
+
+
+def test_model_metadata_and_readiness(live_repository: Server) -> None:
+    client = th.InferenceServerClient(live_repository[0].url)
+    meta = client.get_model_metadata("linear")
+    assert meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 2]}]
+    assert [o["name"] for o in meta["outputs"]] == ["probabilities", "label"]
+    assert client.get_model_metadata("linear", "1")["name"] == "linear"
+    assert client.is_model_ready("linear")
+    assert client.is_model_ready("linear", "1")
+    assert not client.is_model_ready("linear", "2")
+    assert not client.is_model_ready("nope")
+    config = client.get_model_config("linear")
+    assert config["max_batch_size"] == 64
+    with pytest.raises(InferenceServerException, match="not in the repository"):
+        client.get_model_metadata("nope")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_infer(live_repository: Server, binary: bool) -> None:
+    client = th.InferenceServerClient(live_repository[0].url)
+    x = np.array([[2.0, 0.0], [0.0, 3.0], [-2.0, -2.0]], np.float32)
+    outputs = [th.InferRequestedOutput("probabilities"), th.InferRequestedOutput("label")]
+    result = client.infer("linear", [infer_input("input", x, "FP32", binary)], outputs=outputs)
+    probs = result.as_numpy("probabilities")
+    scores = x @ LINEAR_W
+    expected = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5)
+    assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == [
+        "a",
+        "b",
+        "c",
+    ]
+
+
+def test_infer_elm_written_model(live_repository: Server) -> None:
+    """A folder written by augury.elm.save_model serves as it is."""
+    client = th.InferenceServerClient(live_repository[0].url)
+    x = np.array([[0.0] * 4, [3.0] * 4], np.float32)
+    result = client.infer("elm", [infer_input("input", x, "FP32", True)])
+    assert result.as_numpy("label").tolist() == [0, 1]
+    assert result.as_numpy("probabilities").shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([("input", np.zeros((1, 2), np.float64), "FP64")], "must have datatype FP32, got FP64"),
+        ([("input", np.zeros((1, 3), np.float32), "FP32")], "must have shape [-1, 2], got [1, 3]"),
+        ([("input", np.array([[np.nan, 1.0]], np.float32), "FP32")], "NaN or infinity"),
+        ([("other", np.zeros((1, 2), np.float32), "FP32")], "unknown input 'other'"),
+    ],
+)
+def test_bad_tensors_answer_400(
+    live_repository: Server, inputs: list[tuple[str, np.ndarray, str]], message: str
+) -> None:
+    client = th.InferenceServerClient(live_repository[0].url)
+    tensors = [infer_input(n, a, d, False) for n, a, d in inputs]
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("linear", tensors)
+    assert info.value.status() == "400"
+    assert message in info.value.message()
+
+
+def post(url: str, path: str, body: Any) -> tuple[int, Any]:
+    import httpx
+
+    response = httpx.post(f"http://{url}{path}", content=json.dumps(body))
+    return response.status_code, response.json()
+
+
+def test_wrong_length_and_bad_json_answer_400_with_error_body(live_repository: Server) -> None:
+    url = live_repository[0].url
+    tensor = {"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}
+    status, body = post(url, "/v2/models/linear/infer", {"inputs": [tensor]})
+    assert status == 400
+    assert body == {"error": "input 'input' has 3 values but shape [2, 2] needs 4"}
+    status, body = post(url, "/v2/models/linear/infer", {"inputs": "nope"})
+    assert status == 400 and "inputs" in body["error"]
+    status, body = post(url, "/v2/models/missing/infer", {"inputs": []})
+    assert status == 404 and "missing" in body["error"]
+
+
+def test_repository_load_unload_and_index(live_repository: Server) -> None:
+    live, root = live_repository
+    client = th.InferenceServerClient(live.url)
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    assert index["linear"]["state"] == "READY" and index["linear"]["version"] == "1"
+    client.unload_model("linear")
+    assert not client.is_model_ready("linear")
+    status, body = post(live.url, "/v2/models/linear/infer", {"inputs": []})
+    assert status == 503 and "not ready" in body["error"]
+    make_linear(root, version=2)
+    client.load_model("linear")
+    assert client.is_model_ready("linear", "2")
+    (root / "linear" / "3").mkdir()  # a broken new version: the load fails, v2 keeps serving
+    with pytest.raises(InferenceServerException, match="failed to load"):
+        client.load_model("linear")
+    assert client.is_model_ready("linear", "2")
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    assert index["linear"]["state"] == "READY"
