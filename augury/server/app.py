@@ -1,7 +1,8 @@
 """The app factory: one FastAPI app with its state, middlewares, routes and lifespan.
 
 Middlewares, outermost first: request context (id, access log, counts, last-resort 500) ->
-CORS (only when origins are configured) -> API keys -> body size limit -> routes.
+CORS (only when origins are configured) -> web page (`/`, `/web/*`: static, no key) ->
+API keys -> body size limit -> routes.
 """
 
 from __future__ import annotations
@@ -10,21 +11,28 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import augury
+from augury.predict.repository import ModelRepository
 from augury.server.auth import ApiKeys, AuthMiddleware
+from augury.server.batch_api import BatchService, batch_router
 from augury.server.config import ServerConfig
 from augury.server.context import RequestContextMiddleware
 from augury.server.engine_client import EngineClient, load_local_engine
 from augury.server.errors import install_exception_handlers
+from augury.server.kserve import build_embeddings_router, build_router
 from augury.server.limits import BodySizeLimitMiddleware, RateLimiter
 from augury.server.metrics import ServerMetrics
 from augury.server.openai.routes import router as openai_router
 from augury.server.operations import router as operations_router
 from augury.server.state import ServerState
+from augury.server.streams import create_stream_router
+from augury.server.web.routes import WebPageMiddleware
+from augury.server.web.routes import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +53,26 @@ def create_app(
     )
     if engines is not None:
         state.engines = {engine.model_id: engine for engine in engines}
+    repository = _repository(config)
+    batches = BatchService(state, root=Path(config.batch_dir)) if config.batch_dir else None
+    streams = create_stream_router(ApiKeys(config.api_keys), config.streams)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_load(state)) if engines is None else None
+        if repository is not None:
+            await repository.start()
+        if batches is not None:
+            await batches.start()  # resumes batches left unfinished by a restart
         try:
             yield
         finally:
             state.draining = True
+            if batches is not None:
+                await batches.stop()
+            await streams.manager.shutdown()  # checkpoint live streaming sessions
+            if repository is not None:
+                await repository.stop()
             if loader is not None:
                 await loader  # a thread cannot be cancelled; let the load end, then stop it
                 for engine in state.engines.values():
@@ -65,11 +85,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.augury = state
+    app.state.streams = streams
     install_exception_handlers(app)
     app.include_router(operations_router)
     app.include_router(openai_router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.limits.max_body_bytes)
+    app.include_router(web_router)
+    app.include_router(streams)
+    if batches is not None:
+        app.include_router(batch_router(batches))
+    if repository is not None:
+        app.include_router(build_router(repository))
+        app.include_router(build_embeddings_router(repository))
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=config.limits.max_body_bytes,
+        path_limits={"/v1/files": config.limits.max_upload_bytes},
+    )
     app.add_middleware(AuthMiddleware, keys=ApiKeys(config.api_keys))
+    app.add_middleware(WebPageMiddleware)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -80,6 +113,16 @@ def create_app(
         )
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app
+
+
+def _repository(config: ServerConfig) -> ModelRepository | None:
+    """The predictive-model repository, when its folder exists."""
+    if config.model_repository is None:
+        return None
+    if not Path(config.model_repository).is_dir():
+        log.info("no model repository at %s: no predictive models", config.model_repository)
+        return None
+    return ModelRepository(config.model_repository, poll_interval_s=config.repository_poll_interval)
 
 
 def server_state(app: FastAPI) -> ServerState:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from augury.llm.engine import EngineConfig
+from augury.stream.config import StreamConfig
 
 API_KEYS_ENV = "AUGURY_API_KEYS"
 """Environment variable with comma-separated API keys."""
@@ -19,6 +20,8 @@ class RequestLimits:
     """Caps that keep one request from taking the server down. None means "no cap"."""
 
     max_body_bytes: int = 2 << 20
+    """Largest request body; file uploads (/v1/files) have max_upload_bytes instead."""
+    max_upload_bytes: int = 256 << 20
     """Largest request body; larger ones get 413."""
     max_prompt_tokens: int | None = None
     """Most prompt tokens; None means the model's context length."""
@@ -82,6 +85,15 @@ class ServerConfig:
     """Seconds a generation may take before it is stopped and its cache freed."""
     grace_period: float = 30.0
     """Seconds in-flight requests get to finish after SIGTERM."""
+    streams: StreamConfig = field(default_factory=StreamConfig)
+    """Limits and defaults of streaming sessions on /v1/streams."""
+    batch_dir: str | None = "data/batch"
+    """Where the OpenAI Batch API keeps its SQLite store and files; None disables it."""
+    model_repository: str | None = "models"
+    """Folder of predictive models served on /v2 (KServe) and /v1/embeddings; None, or a
+    folder that does not exist, serves none."""
+    repository_poll_interval: float = 5.0
+    """Seconds between scans of the model repository for new versions."""
     limits: RequestLimits = field(default_factory=RequestLimits)
     rate_limits: RateLimits = field(default_factory=RateLimits)
 

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from augury.server.engine_client import EngineClient
+from augury.server.stats import RecentActivity
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.5, 1.0, 2.5)
@@ -48,9 +49,11 @@ class EngineCollector(Collector):
 
 
 class ServerMetrics:
-    """All metrics of one app."""
+    """All metrics of one app: Prometheus series since start, and `recent` activity (the last
+    minute or so) for the web dashboard."""
 
     def __init__(self, engines: Callable[[], Mapping[str, EngineClient]]) -> None:
+        self.recent = RecentActivity()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.ttft = Histogram(
@@ -97,6 +100,7 @@ class RequestTimer:
         self.model = model
         self.start = time.monotonic()
         self._last: float | None = None
+        metrics.recent.started(model)
 
     def output(self, step_ms: float) -> None:
         """Call on each engine output; `step_ms` is the engine's last step time."""
@@ -105,11 +109,15 @@ class RequestTimer:
             ttft = now - self.start
             self.metrics.ttft.labels(self.model).observe(ttft)
             self.metrics.queue.labels(self.model).observe(max(0.0, ttft - step_ms / 1e3))
+            self.metrics.recent.first_token(self.model, ttft)
         else:
             self.metrics.itl.labels(self.model).observe(now - self._last)
+            self.metrics.recent.inter_token(self.model, now - self._last)
         self._last = now
 
     def finish(self, prompt_tokens: int, completion_tokens: int) -> None:
-        self.metrics.e2e.labels(self.model).observe(time.monotonic() - self.start)
+        e2e = time.monotonic() - self.start
+        self.metrics.e2e.labels(self.model).observe(e2e)
+        self.metrics.recent.finished(self.model, e2e)
         self.metrics.prompt_tokens.labels(self.model).inc(prompt_tokens)
         self.metrics.generation_tokens.labels(self.model).inc(completion_tokens)

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 State = Annotated[ServerState, Depends(get_state)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 503, 504)
 }
 
@@ -38,7 +38,7 @@ def _generation_responses(model: type) -> dict[int | str, dict[str, Any]]:
         "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
     }
     ok = {"model": model, "content": {"text/event-stream": {"itemSchema": event}}}
-    return {200: ok, **_ERRORS}
+    return {200: ok, **ERROR_RESPONSES}
 
 
 @router.post(
@@ -63,14 +63,14 @@ async def create_completion(body: CompletionRequest, request: Request, state: St
     return await CompletionServing(state).create(body, request)
 
 
-@router.get("/models", responses=_ERRORS)
+@router.get("/models", responses=ERROR_RESPONSES)
 async def list_models(state: State) -> ModelList:
     """The models this server serves."""
     state.check_available()
     return ModelList(data=[_card(state, model_id) for model_id in sorted(state.engines)])
 
 
-@router.get("/models/{model_id:path}", responses=_ERRORS)
+@router.get("/models/{model_id:path}", responses=ERROR_RESPONSES)
 async def get_model(model_id: str, state: State) -> ModelCard:
     """One model, or 404."""
     state.engine(model_id)

@@ -1,0 +1,1 @@
+"""Batch inference jobs: large files through any model, resumable (see job.py)."""

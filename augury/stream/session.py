@@ -1,0 +1,277 @@
+"""One streaming session: events in, one result per window out, state that survives reconnects.
+
+SessionCore   the synchronous pipeline: dedup by id -> reorder -> window -> features ->
+              model -> result frames (kept in a ring for replay); no I/O, checkpointable
+Session       the async shell: a bounded input queue filled by the socket reader, a worker
+              that drains it through the core and sends results, attach/detach of sockets
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from augury.stream.backpressure import EventQueue, Overflow
+from augury.stream.features import check_features, extract, feature_names
+from augury.stream.models import ModelOutput, StreamModel
+from augury.stream.windows import (
+    CountWindower,
+    Event,
+    LatePolicy,
+    ReorderBuffer,
+    TimeWindower,
+    Window,
+)
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What a session was opened with (all a checkpoint needs to rebuild the pipeline)."""
+
+    model: str
+    channels: tuple[str, ...]
+    window_kind: str
+    window_size: float
+    window_stride: float
+    late_policy: LatePolicy
+    reorder_bound: float
+    queue_size: int
+    overflow: Overflow
+    features: tuple[str, ...]
+    n_bands: int
+    include_ids: bool
+    model_options: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        check_features(self.features, self.n_bands)
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels lists one twice: {list(self.channels)}")
+        if self.window_kind == "count" and not (
+            float(self.window_size).is_integer() and float(self.window_stride).is_integer()
+        ):
+            raise ValueError(
+                f"count windows need whole sizes and strides, got "
+                f"{self.window_size}, {self.window_stride}"
+            )
+
+    @property
+    def n_features(self) -> int:
+        return len(feature_names(self.channels, self.features, self.n_bands))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionSpec:
+        data = {**data, "channels": tuple(data["channels"]), "features": tuple(data["features"])}
+        return cls(**data)
+
+
+@dataclass
+class Counters:
+    """What the session reports in "stats" frames."""
+
+    events_received: int = 0
+    duplicates: int = 0
+    """Events at or below the highest accepted id (resent after a resume): skipped."""
+    reordered: int = 0
+    late_dropped: int = 0
+    queue_dropped: int = 0
+    bad_frames: int = 0
+    windows: int = 0
+    labels: int = 0
+    """Windows a model learned a label from."""
+    results_lost: int = 0
+    """Results a resuming client missed because they left the replay buffer."""
+
+
+class SessionCore:
+    """The synchronous pipeline of one session (see the module docstring)."""
+
+    def __init__(self, spec: SessionSpec, model: StreamModel, result_buffer: int) -> None:
+        self.spec = spec
+        self.model = model
+        self.reorder = ReorderBuffer(spec.late_policy, spec.reorder_bound)
+        self.windower: CountWindower | TimeWindower = (
+            CountWindower(int(spec.window_size), int(spec.window_stride))
+            if spec.window_kind == "count"
+            else TimeWindower(spec.window_size, spec.window_stride)
+        )
+        self.counters = Counters()
+        self.last_event_id = -1
+        """The highest event id accepted: the client resends from here on after a resume."""
+        self.next_seq = 0
+        self.ring: deque[str] = deque(maxlen=result_buffer)
+        """The latest result frames (JSON), for replay."""
+
+    def accept(self, events: list[Event]) -> list[Event]:
+        """The events that are new (id above every accepted one); records the highest id."""
+        fresh = []
+        for event in events:
+            if event.id <= self.last_event_id:
+                self.counters.duplicates += 1
+                continue
+            self.last_event_id = event.id
+            fresh.append(event)
+        self.counters.events_received += len(fresh)
+        return fresh
+
+    def process(self, events: list[Event]) -> list[str]:
+        """Run events through the pipeline; returns the new result frames (JSON)."""
+        out: list[str] = []
+        for event in events:
+            for ordered in self.reorder.push(event):
+                for window in self.windower.push(ordered):
+                    out.append(self._result(window))
+        self.counters.reordered = self.reorder.reordered
+        self.counters.late_dropped = self.reorder.dropped_late
+        return out
+
+    def _result(self, window: Window) -> str:
+        s = self.spec
+        x = extract(window.times, window.values, s.features, s.n_bands)  # (n_features,)
+        error: str | None = None
+        try:
+            output = self.model.step(x, window.label)
+        except ValueError as exc:  # e.g. a label outside the declared classes
+            output = ModelOutput()
+            error = str(exc)
+        self.counters.windows += 1
+        self.counters.labels += int(output.learned and window.label is not None)
+        span: dict[str, Any] = {
+            "index": window.index,
+            "start": window.start,
+            "end": window.end,
+            "first_t": float(window.times[0]),
+            "last_t": float(window.times[-1]),
+            "count": len(window.ids),
+            "first_id": window.ids[0],
+            "last_id": window.ids[-1],
+        }
+        if s.include_ids:
+            span["ids"] = window.ids
+        frame = {
+            "type": "result",
+            "seq": self.next_seq,
+            "window": span,
+            **{k: v for k, v in vars(output).items() if v is not None},
+            "acked_event_id": self.last_event_id,
+        }
+        if error is not None:
+            frame["error"] = error
+        self.next_seq += 1
+        text = json.dumps(frame)
+        self.ring.append(text)
+        return text
+
+    def replay(self, after_seq: int) -> list[str]:
+        """Result frames with seq > after_seq still in the ring; counts the ones lost."""
+        first_kept = self.next_seq - len(self.ring)
+        self.counters.results_lost += max(0, first_kept - (after_seq + 1))
+        return list(self.ring)[max(0, after_seq + 1 - first_kept) :]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "reorder": self.reorder.state(),
+            "windower": self.windower.state(),
+            "model": self.model.state(),
+            "counters": asdict(self.counters),
+            "last_event_id": self.last_event_id,
+            "next_seq": self.next_seq,
+            "ring": list(self.ring),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.reorder.load(state["reorder"])
+        self.windower.load(state["windower"])
+        self.model.load(state["model"])
+        self.counters = Counters(**state["counters"])
+        self.last_event_id = int(state["last_event_id"])
+        self.next_seq = int(state["next_seq"])
+        self.ring.clear()
+        self.ring.extend(state["ring"])
+
+
+class Session:
+    """A core with its input queue and worker; sockets attach and detach (see module doc)."""
+
+    def __init__(
+        self, session_id: str, key_name: str, core: SessionCore, worker_batch: int
+    ) -> None:
+        self.id = session_id
+        self.key_name = key_name
+        self.core = core
+        self.queue = EventQueue(core.spec.queue_size, core.spec.overflow)
+        self.worker_batch = worker_batch
+        self._send: Send | None = None
+        self._send_lock = asyncio.Lock()
+        self._worker: asyncio.Task[None] | None = None
+        self._reported_drops = 0
+
+    def attach(self, send: Send) -> None:
+        """Start sending results through `send` (and start the worker)."""
+        self._send = send
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"stream-{self.id}")
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        """Send a frame if a client is attached (frames are serialized one at a time)."""
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        async with self._send_lock:
+            if self._send is not None:
+                await self._send(text)
+
+    async def put(self, events: list[Event]) -> None:
+        """Queue the new ones of `events` (the reader calls this; it may wait: 'block')."""
+        fresh = self.core.accept(events)
+        if fresh:
+            await self.queue.put(fresh)
+
+    async def _work(self) -> None:
+        while True:
+            events = await self.queue.get(self.worker_batch)
+            self.core.counters.queue_dropped = self.queue.dropped
+            for text in self.core.process(events):
+                try:
+                    await self.send(text)
+                except Exception:  # the socket died: the ring keeps the result for replay
+                    self._send = None
+            if self.queue.dropped > self._reported_drops:
+                self._reported_drops = self.queue.dropped
+                await self.send({"type": "dropped", "count": self.queue.dropped})
+
+    async def detach(self) -> None:
+        """Stop the worker and run what is still queued, so the core holds every accepted
+        event's effect (results go to the ring only)."""
+        self._send = None  # not under the lock: a send may hang on a dead socket
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("stream session %s worker failed", self.id)
+            self._worker = None
+        self.core.counters.queue_dropped = self.queue.dropped
+        self.core.process(self.queue.take_all())
+
+    def stats(self) -> dict[str, Any]:
+        self.core.counters.queue_dropped = self.queue.dropped
+        return {
+            "type": "stats",
+            **asdict(self.core.counters),
+            "queued": len(self.queue),
+            "queue_high_water": self.queue.high_water,
+            "last_event_id": self.core.last_event_id,
+            "next_seq": self.core.next_seq,
+        }
