@@ -20,10 +20,9 @@ KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, cfg: LlamaConfig, rotary: Rotary) -> None:
+    def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.rotary = rotary
         # Q, K and V in one matmul: rows [q | k | v].
         self.qkv_proj = nn.Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=False)
         self.o_proj = nn.Linear(cfg.q_size, cfg.hidden_size, bias=False)
@@ -32,36 +31,36 @@ class LlamaAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         t = x.shape[0]
         c = self.cfg
-        q, k, v = self.qkv_proj(x).split([c.q_size, c.kv_size, c.kv_size], dim=-1)
-        q = q.view(t, c.num_heads, c.head_dim)  # (T, n_heads, hd)
-        k = k.view(t, c.num_kv_heads, c.head_dim)  # (T, n_kv, hd)
-        v = v.view(t, c.num_kv_heads, c.head_dim)
-        q, k = self.rotary(positions, q, k)
+        heads = self.qkv_proj(x).view(t, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
+        # Rotate q and k together (one set of ops), then split: (T, n_heads | n_kv | n_kv, hd)
+        qk = Rotary.rotate(heads[:, : c.num_heads + c.num_kv_heads], rope)
+        q, k = qk[:, : c.num_heads], qk[:, c.num_heads :]
+        v = heads[:, c.num_heads + c.num_kv_heads :]
         return self.o_proj(self.attn(q, k, v, kv[0], kv[1], meta))
 
 
 class LlamaBlock(nn.Module):
-    def __init__(self, cfg: LlamaConfig, rotary: Rotary) -> None:
+    def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = LlamaAttention(cfg, rotary)
+        self.self_attn = LlamaAttention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, kv, meta)
+        x = x + self.self_attn(self.input_layernorm(x), rope, kv, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -73,7 +72,7 @@ class LlamaModel(nn.Module):
         self.cfg = cfg
         self.rotary = Rotary(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(LlamaBlock(cfg, self.rotary) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(LlamaBlock(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
@@ -97,8 +96,9 @@ class LlamaModel(nn.Module):
     ) -> torch.Tensor:
         """(T,) token ids and positions -> (T, hidden) final hidden states (normalized)."""
         x = self.embed_tokens(input_ids)  # (T, hidden)
+        rope = self.rotary.tables(positions, x.dtype)  # shared by every layer of the step
         for layer, kv in zip(self.layers, kv_caches, strict=True):
-            x = layer(x, positions, kv, meta)
+            x = layer(x, rope, kv, meta)
         return self.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
