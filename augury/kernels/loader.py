@@ -1,20 +1,68 @@
-"""Compile-on-first-use loading of the C++ kernels, with a clean fallback.
+"""Compile-once loading of the C++ kernels, with a clean fallback.
 
-The build goes to torch's extension cache (TORCH_EXTENSIONS_DIR, by default under
-~/.cache/torch_extensions) and takes ~30-60 s once per machine; later processes load it in
-milliseconds. Set AUGURY_KERNELS=0 to disable the kernels (the torch path is used instead).
+The kernel is built (~40 s, `make install` does it) into `_build/` beside this file, and a stamp
+records the hash of its source and flags. Later processes import the built module directly:
+no compiler, no lock. `torch.utils.cpp_extension.load` takes a file lock on every call, and a
+process killed while holding it (kill -9 during start-up) would make every later start wait
+forever; so it runs only to build, a lock left by a dead builder is cleared first, and the
+build directory belongs to this checkout alone. AUGURY_KERNELS=0 disables the kernels.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.machinery
+import importlib.util
 import logging
 import os
+import time
 from pathlib import Path
 from types import ModuleType
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
+BUILD = HERE / "_build"
+NAME = "augury_paged_attention"
+SOURCE = HERE / "paged_attention.cpp"
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math"]
+STALE_LOCK_SECONDS = 600
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(" ".join(CFLAGS).encode())
+    return digest.hexdigest()
+
+
+def _import_built(path: Path) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(NAME, str(path))
+    spec = importlib.util.spec_from_loader(NAME, loader)
+    if spec is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _build() -> ModuleType:
+    import torch  # noqa: F401  (the extension links against libtorch: load it first)
+    from torch.utils.cpp_extension import load
+
+    BUILD.mkdir(exist_ok=True)
+    lock = BUILD / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+        lock.unlink(missing_ok=True)  # left by a builder that died
+    module = load(
+        name=NAME,
+        sources=[str(SOURCE)],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        build_directory=str(BUILD),
+        verbose=False,
+    )
+    (BUILD / "stamp").write_text(_fingerprint())
+    return module
 
 
 @functools.cache
@@ -23,15 +71,13 @@ def paged_attention_ops() -> ModuleType | None:
     if os.environ.get("AUGURY_KERNELS", "1") == "0":
         return None
     try:
-        from torch.utils.cpp_extension import load
+        built = BUILD / f"{NAME}.so"
+        stamp = BUILD / "stamp"
+        if built.exists() and stamp.exists() and stamp.read_text() == _fingerprint():
+            import torch  # noqa: F401  (libtorch first)
 
-        return load(
-            name="augury_paged_attention",
-            sources=[str(HERE / "paged_attention.cpp")],
-            extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+            return _import_built(built)
+        return _build()
     except Exception as exc:  # no compiler, no ninja, unsupported platform...
         log.warning("C++ kernels unavailable (%s); using the torch attention path", exc)
         return None

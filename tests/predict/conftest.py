@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from augury.predict.repository import ModelRepository
 from augury.server.kserve import build_embeddings_router, build_router, repository_lifespan
+from tests.live_server import start_server
 
 
 @pytest.fixture(scope="session")
@@ -29,35 +26,21 @@ def kserve_app(repository: ModelRepository) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Live:
-    """A uvicorn server in a thread on a free loopback port."""
+    """A live uvicorn server for `app` while in the `with` block; url is host:port (what
+    tritonclient takes)."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        self.url = f"127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
+        self.url = ""
 
     def __enter__(self) -> Live:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        self._server = start_server(self.app)
+        self.url = self._server.url.removeprefix("http://")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self._server.stop()
 
 
 @pytest.fixture

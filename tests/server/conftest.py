@@ -4,24 +4,23 @@ loopback port, and in-process apps reached through httpx's ASGI transport."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import torch
-import uvicorn
-from fastapi import FastAPI
 
 from augury.llm.engine import EngineConfig
-from augury.server.app import create_app, server_state
+from augury.server.app import create_app
 from augury.server.config import ServerConfig
 from augury.server.engine_client import EngineClient, LocalEngineClient, load_local_engine
-from augury.server.state import ServerState
+
+# Re-exported for the server tests (the helper itself is shared with other suites).
+from tests.live_server import LiveServer as LiveServer
+from tests.live_server import free_port as free_port
+from tests.live_server import start_server as start_server
 
 KEY = "sk-test-key-0123456789"
 """The API key of the live server (named 'tester')."""
@@ -39,46 +38,6 @@ def engine() -> Iterator[LocalEngineClient]:
     client = load_local_engine(config)
     yield client
     asyncio.run(client.shutdown())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class LiveServer:
-    url: str
-    app: FastAPI
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    @property
-    def state(self) -> ServerState:
-        return server_state(self.app)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
-def start_server(app: FastAPI, scheme: str = "http", **uvicorn_options: Any) -> LiveServer:
-    """uvicorn in a background thread; returns once it accepts connections."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, **uvicorn_options
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    return LiveServer(f"{scheme}://127.0.0.1:{port}", app, server, thread)
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ uvicorn server on a free loopback port, with helpers to build events."""
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ from augury.server.app import create_app
 from augury.server.config import ServerConfig
 from augury.server.streams import StreamRouter
 from augury.stream.config import StreamConfig
+from tests.live_server import start_server
 
 KEY = "sk-stream-test-0123456789"
 OTHER_KEY = "sk-stream-other-0123456789"
@@ -60,20 +59,8 @@ class Live:
 
 def start(config: StreamConfig | None = None) -> Live:
     app, router = build_app(config)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the stream test server did not start")
-        time.sleep(0.02)
-    return Live(f"ws://127.0.0.1:{port}/v1/streams", router, server, thread)
+    server = start_server(app, scheme="ws")
+    return Live(f"{server.url}/v1/streams", router, server.server, server.thread)
 
 
 @pytest.fixture(scope="module")
