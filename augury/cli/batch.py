@@ -16,8 +16,7 @@ from augury.batch.progress import make_progress
 from augury.batch.readers import detect_format
 from augury.batch.sql_sink import SqlSink, is_sql_url
 from augury.batch.writers import JsonlSink, Sink, open_file_sink
-from augury.cli.common import add_model_args, add_sampling_args
-from augury.llm.engine import EngineConfig
+from augury.cli.common import add_model_args, add_sampling_args, engine_config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +114,6 @@ def open_sinks(args: argparse.Namespace) -> tuple[Sink, Sink]:
     return sink, JsonlSink(errors)
 
 
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(
-        model=args.model,
-        dtype=args.dtype,
-        device=args.device,
-        kv_cache_memory=args.kv_cache_memory,
-        num_threads=args.num_threads,
-    )
-
-
 def run_command(args: argparse.Namespace) -> int:
     predictive = is_predictive_model(args.model)
     spec = job_spec(args, predictive)
@@ -146,7 +135,7 @@ async def _run_llm(
     from augury.batch.llm_task import LLMTask, offline_state
     from augury.server.engine_client import load_local_engine
 
-    engine = await asyncio.to_thread(load_local_engine, engine_config(args))
+    engine = await asyncio.to_thread(load_local_engine, engine_config_from_args(args))
     try:
         task = LLMTask(
             engine, offline_state(), sampling_defaults(args), chat=args.chat,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from augury.llm.engine import EngineConfig, LLMEngine
 from augury.llm.sampling_params import SamplingParams
@@ -68,16 +69,20 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
-def engine_from_args(args: argparse.Namespace) -> LLMEngine:
-    return LLMEngine.from_config(
-        EngineConfig(
-            model=args.model,
-            dtype=args.dtype,
-            device=args.device,
-            kv_cache_memory=args.kv_cache_memory,
-            num_threads=args.num_threads,
-        )
+def engine_config_from_args(args: argparse.Namespace, **fields: Any) -> EngineConfig:
+    """EngineConfig from the arguments of add_model_args, plus a command's own `fields`."""
+    return EngineConfig(
+        model=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        kv_cache_memory=args.kv_cache_memory,
+        num_threads=args.num_threads,
+        **fields,
     )
+
+
+def engine_from_args(args: argparse.Namespace) -> LLMEngine:
+    return LLMEngine.from_config(engine_config_from_args(args))
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingParams:

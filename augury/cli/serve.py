@@ -18,8 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from augury.cli.common import add_model_args, parse_bytes
-from augury.llm.engine import EngineConfig
+from augury.cli.common import add_model_args, engine_config_from_args, parse_bytes
 from augury.server.app import create_app, server_state
 from augury.server.config import (
     API_KEYS_ENV,
@@ -86,17 +85,13 @@ def add_parser(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """ServerConfig from parsed arguments and the environment (ValueError for bad values)."""
-    engine = EngineConfig(
-        model=args.model,
+    engine = engine_config_from_args(
+        args,
         model_id=args.model_id,
-        dtype=args.dtype,
-        device=args.device,
-        kv_cache_memory=args.kv_cache_memory,
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         max_model_len=args.max_model_len,
         max_waiting=args.max_waiting,
-        num_threads=args.num_threads,
         seed=args.seed,
     )
     return ServerConfig(

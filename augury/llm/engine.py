@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -82,7 +82,6 @@ class EngineConfig:
     """torch intra-op threads; None leaves torch's default (one per core)."""
     seed: int = 0
     """Seed of the shared random source for requests without a seed of their own."""
-    extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
