@@ -86,6 +86,7 @@ def create_app(
     )
     app.state.augury = state
     app.state.streams = streams
+    app.state.batches = batches  # None when config.batch_dir is empty
     install_exception_handlers(app)
     app.include_router(operations_router)
     app.include_router(openai_router)
