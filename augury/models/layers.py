@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augury.kernels.loader import paged_attention_ops
+from augury.kernels.loader import kernel_ops
 
 
 @dataclass
@@ -69,6 +69,21 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
+
+    def add_forward(
+        self, x: torch.Tensor | None, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(residual + x), residual + x), or (norm(residual), residual) when x is None.
+
+        One fused C++ pass on the CPU (`residual` is then updated in place), else torch ops."""
+        ops = cpu_kernels(residual)
+        fusable = residual.is_contiguous() and self.weight.dtype == residual.dtype
+        fusable &= x is None or (x.is_contiguous() and x.dtype == residual.dtype)
+        if ops is not None and fusable:
+            return ops.add_rms_norm(x, residual, self.weight, self.eps), residual
+        if x is not None:
+            residual = residual + x
+        return self.forward(residual), residual
 
 
 class Rotary(nn.Module):
@@ -133,15 +148,19 @@ class PagedAttention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         meta: AttentionMetadata,
+        cached: bool = False,
     ) -> torch.Tensor:
+        """Attention of each token of the flat batch; `cached` when k and v are already in the
+        cache (written by the fused rotary kernel)."""
         # q: (T, n_heads, hd); k, v: (T, n_kv, hd); caches: (n_kv, num_blocks, block_size, hd)
         n_kv, hd = self.num_kv_heads, self.head_dim
-        k_cache.view(n_kv, -1, hd).index_copy_(
-            1, meta.slot_mapping, k.transpose(0, 1).to(k_cache.dtype)
-        )
-        v_cache.view(n_kv, -1, hd).index_copy_(
-            1, meta.slot_mapping, v.transpose(0, 1).to(v_cache.dtype)
-        )
+        if not cached:
+            k_cache.view(n_kv, -1, hd).index_copy_(
+                1, meta.slot_mapping, k.transpose(0, 1).to(k_cache.dtype)
+            )
+            v_cache.view(n_kv, -1, hd).index_copy_(
+                1, meta.slot_mapping, v.transpose(0, 1).to(v_cache.dtype)
+            )
 
         out = torch.empty_like(q)
         for span in meta.prefills:
@@ -236,9 +255,14 @@ def _decode_kernel(q: torch.Tensor, k_cache: torch.Tensor) -> ModuleType | None:
     tokens 91 vs 191 us (gather + matmul), batch 16 x 192 222 vs 298 us, batch 64 x 200
     1075 vs 1949 us; float32 wins by more. `make install` builds it ahead of time.
     """
-    if q.device.type != "cpu" or k_cache.dtype not in (torch.float32, torch.bfloat16):
+    return cpu_kernels(k_cache) if q.device.type == "cpu" else None
+
+
+def cpu_kernels(t: torch.Tensor) -> ModuleType | None:
+    """Augury's C++ kernels when they apply to `t` (a CPU float32/bfloat16 tensor), else None."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.bfloat16):
         return None
-    return paged_attention_ops()
+    return kernel_ops()
 
 
 class SwiGLU(nn.Module):
@@ -251,5 +275,9 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)
+        gate_up = self.gate_up_proj(x)  # (T, 2 * intermediate): [gate | up]
+        ops = cpu_kernels(gate_up)
+        if ops is not None and gate_up.is_contiguous():
+            return self.down_proj(ops.silu_mul(gate_up))
+        gate, up = gate_up.split(self.intermediate, dim=-1)
         return self.down_proj(F.silu(gate) * up)

@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from augury.models.config import LlamaConfig
-from augury.models.layers import AttentionMetadata, PagedAttention, RMSNorm, Rotary, SwiGLU
+from augury.models.layers import (
+    AttentionMetadata,
+    PagedAttention,
+    RMSNorm,
+    Rotary,
+    SwiGLU,
+    cpu_kernels,
+)
 from augury.models.packed import pack_linears
 
 KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -37,7 +44,19 @@ class LlamaAttention(nn.Module):
     ) -> torch.Tensor:
         t = x.shape[0]
         c = self.cfg
-        heads = self.qkv_proj(x).view(t, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
+        qkv = self.qkv_proj(x)  # (T, (n_heads + 2 * n_kv) * hd)
+        ops = cpu_kernels(qkv)
+        if ops is not None and qkv.is_contiguous() and kv[0].dtype == qkv.dtype:
+            # One pass: rotate q and k in place, write k and v to their cache slots.
+            cos, sin = rope
+            ops.rotary_cache_write(
+                qkv, cos, sin, kv[0], kv[1], meta.slot_mapping, c.num_heads, c.num_kv_heads
+            )
+            heads = qkv.view(t, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
+            q, k = heads[:, : c.num_heads], heads[:, c.num_heads : c.num_heads + c.num_kv_heads]
+            v = heads[:, c.num_heads + c.num_kv_heads :]
+            return self.o_proj(self.attn(q, k, v, kv[0], kv[1], meta, cached=True))
+        heads = qkv.view(t, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
         # Rotate q and k together (one set of ops), then split: (T, n_heads | n_kv | n_kv, hd)
         qk = Rotary.rotate(heads[:, : c.num_heads + c.num_kv_heads], rope)
         q, k = qk[:, : c.num_heads], qk[:, c.num_heads :]
@@ -55,13 +74,19 @@ class LlamaBlock(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        hidden: torch.Tensor | None,
+        residual: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, kv, meta)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block in residual-stream form: x = residual + hidden (the previous block's MLP
+        output; None for the first block), x += attn(norm(x)), then returns (mlp(norm(x)), x).
+        Each residual add is fused with the norm that follows it."""
+        h, residual = self.input_layernorm.add_forward(hidden, residual)
+        attn = self.self_attn(h, rope, kv, meta)
+        h, residual = self.post_attention_layernorm.add_forward(attn, residual)
+        return self.mlp(h), residual
 
 
 class LlamaModel(nn.Module):
@@ -95,11 +120,12 @@ class LlamaModel(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         """(T,) token ids and positions -> (T, hidden) final hidden states (normalized)."""
-        x = self.embed_tokens(input_ids)  # (T, hidden)
-        rope = self.rotary.tables(positions, x.dtype)  # shared by every layer of the step
+        residual = self.embed_tokens(input_ids)  # (T, hidden)
+        rope = self.rotary.tables(positions, residual.dtype)  # shared by every layer of the step
+        hidden: torch.Tensor | None = None
         for layer, kv in zip(self.layers, kv_caches, strict=True):
-            x = layer(x, rope, kv, meta)
-        return self.norm(x)
+            hidden, residual = layer(hidden, residual, rope, kv, meta)
+        return self.norm.add_forward(hidden, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(N, hidden) -> (N, vocab) logits in float32 (sampling and argmax want full precision)."""
