@@ -1,6 +1,6 @@
-"""End to end in headless Chromium: the chat playground streams and stops, the predict
-playground builds forms from KServe v2 metadata (a fake KServe router stands in for the real
-one, see fake_kserve.py), and the dashboard's charts move under load. Screenshots land in
+"""End to end in headless Chromium: the chat playground streams and stops, the dashboard's
+charts move under load, and every section fits a phone. The predict playground and the
+dashboard's jobs and streams tables have their own modules. Screenshots land in
 tests/artifacts/."""
 
 from __future__ import annotations
@@ -9,44 +9,21 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from augury.server.app import create_app
-from augury.server.config import ServerConfig
 from augury.server.engine_client import LocalEngineClient
-from tests.server.conftest import LiveServer, start_server, wait_idle
-from tests.server.fakes import FakeEngine
-from tests.web.conftest import KEY
+from tests.server.conftest import LiveServer, wait_idle
+from tests.web.conftest import KEY, open_with_key
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = sync_api.expect
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-
-
-def open_with_key(page: Page, url: str) -> None:
-    """Load the page; it asks for the key (the server needs one) and keeps it for the tab."""
-    page.goto(url)
-    dialog = page.locator("#key-dialog")
-    expect(dialog).to_be_visible()
-    page.fill("#key-input", KEY)
-    page.click("#key-save")
-    expect(dialog).to_be_hidden()
 
 
 def answer_length(page: Page) -> int:
@@ -113,52 +90,6 @@ def test_stop_button_aborts_the_request_on_the_server(
     time.sleep(0.5)
     assert answer_length(page) == stopped_at
     expect(page.locator("#chat-send")).to_be_enabled()
-
-
-def test_predict_form_from_metadata_draws_a_digit_and_fills_a_table(
-    page: Page, web_server: LiveServer, kserve_calls: list[dict[str, Any]], screenshot_dir: Path
-) -> None:
-    open_with_key(page, web_server.url + "/#predict")
-    expect(page.locator("#predict-model option")).to_have_count(2)
-    page.select_option("#predict-model", "digits")
-    canvas = page.locator("canvas.draw")
-    expect(canvas).to_be_visible()
-    box = canvas.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 60, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 170, box["y"] + 40, steps=8)
-    page.mouse.move(box["x"] + 90, box["y"] + 190, steps=8)
-    page.mouse.up()
-    page.click("#predict-run")
-    expect(page.locator("#predict-result .headline")).to_have_text("Predicted: 7")
-    bars = page.locator("#predict-result .bars li")
-    expect(bars).to_have_count(5)
-    expect(bars.first).to_have_attribute("data-label", "7")
-    assert kserve_calls[-1]["inputs"][0]["datatype"] == "BYTES"
-    page.screenshot(path=screenshot_dir / "predict-digits.png")
-
-    page.select_option("#predict-model", "iris")
-    labels = page.locator("#predict-fields .number-grid label")
-    expect(labels).to_have_count(3)
-    expect(labels.nth(2)).to_contain_text("petal length")
-    page.fill("#predict-fields textarea", "0.1, 4.5, 0.2")
-    page.click("#predict-run")
-    expect(bars.first).to_have_attribute("data-label", "versicolor")
-    assert kserve_calls[-1]["inputs"][0] == {
-        "name": "input", "shape": [1, 3], "datatype": "FP32", "data": [0.1, 4.5, 0.2],
-    }  # fmt: skip
-
-
-def test_predict_says_when_no_predictive_models_are_loaded(page: Page, browser: Any) -> None:
-    server = start_server(create_app(ServerConfig(), engines=[FakeEngine()]))
-    try:
-        page.goto(server.url + "/#predict")
-        expect(page.locator("#predict-empty")).to_be_visible()
-        expect(page.locator("#predict-empty h2")).to_have_text("No predictive models loaded")
-        expect(page.locator("#key-dialog")).to_be_hidden()  # no keys on this server
-    finally:
-        server.stop()
 
 
 def _load(url: str, engine: LocalEngineClient, stop: threading.Event) -> None:

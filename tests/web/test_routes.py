@@ -1,11 +1,14 @@
-"""augury.server.web.routes: the page is public, the JSON is behind the key, and every asset
-the page references exists and ships with the package."""
+"""augury.server.web.routes: the page is public, the JSON is behind the key, jobs and streams
+list the real Batch API's batches and the real streaming sessions, and every asset the page
+references exists and ships with the package."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import pytest
 from augury.server.app import create_app
 from augury.server.config import ServerConfig
 from augury.server.web.routes import STATIC_DIR
+from augury.stream.client import StreamClient
+from tests.server.conftest import LiveServer, start_server
 from tests.server.fakes import FakeEngine
 
 KEY = "sk-routes-0123456789"
@@ -24,9 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.anyio
 
 
+def config(tmp: Path, batch_api: bool = True) -> ServerConfig:
+    """Auth on, the Batch API's store under `tmp` (or off), no predictive models."""
+    batch_dir = str(tmp / "batch") if batch_api else None
+    return ServerConfig(api_keys={"tester": KEY}, batch_dir=batch_dir, model_repository=None)
+
+
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ServerConfig(api_keys={"tester": KEY}), engines=[FakeEngine(tokens=5)])
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(config(tmp_path), engines=[FakeEngine(tokens=5)])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
@@ -75,9 +86,98 @@ async def test_stats_reflect_served_requests(client: httpx.AsyncClient) -> None:
     assert model["kv_blocks_total"] == 64 and model["kv_usage"] == 0
 
 
-async def test_jobs_and_streams_are_empty_lists_for_now(client: httpx.AsyncClient) -> None:
-    for path in ("/api/jobs", "/api/streams"):
-        assert (await client.get(path, headers=AUTH)).json() == {"object": "list", "data": []}
+async def submit(client: httpx.AsyncClient, rows: int) -> str:
+    lines = [
+        json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}})
+        for i in range(rows)
+    ]  # fmt: skip
+    upload = await client.post(
+        "/v1/files", headers=AUTH, data={"purpose": "batch"},
+        files={"file": ("rows.jsonl", "\n".join(lines).encode())},
+    )  # fmt: skip
+    assert upload.status_code == 200, upload.text
+    body = {"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions"}
+    batch = await client.post("/v1/batches", json=body, headers=AUTH)
+    assert batch.status_code == 200, batch.text
+    batch_id: str = batch.json()["id"]
+    return batch_id
+
+
+async def test_jobs_list_the_batch_api_batches_with_progress(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/jobs", headers=AUTH)).json() == {
+        "object": "list", "enabled": True, "total": 0, "data": []
+    }  # fmt: skip
+    first = await submit(client, 3)
+    second = await submit(client, 5)
+    async with asyncio.timeout(30):
+        while (await client.get(f"/v1/batches/{second}", headers=AUTH)).json()["status"] != (
+            "completed"
+        ):
+            await asyncio.sleep(0.05)
+    jobs = (await client.get("/api/jobs", headers=AUTH)).json()
+    assert jobs["total"] == 2
+    assert [j["id"] for j in jobs["data"]] == [second, first]  # newest first
+    newest = jobs["data"][0]
+    assert newest["status"] == "completed" and newest["progress"] == 1.0
+    assert newest["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+    assert newest["finished_at"] >= newest["in_progress_at"] >= newest["created_at"]
+    limited = (await client.get("/api/jobs?limit=1", headers=AUTH)).json()
+    assert [j["id"] for j in limited["data"]] == [second] and limited["total"] == 2
+    bad = await client.get("/api/jobs?limit=0", headers=AUTH)
+    assert bad.status_code == 400 and "limit" in bad.text
+
+
+async def test_jobs_say_when_the_batch_api_is_off(tmp_path: Path) -> None:
+    app = create_app(config(tmp_path, batch_api=False), engines=[FakeEngine()])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        jobs = (await c.get("/api/jobs", headers=AUTH)).json()
+    assert jobs == {"object": "list", "enabled": False, "total": 0, "data": []}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(create_app(config(tmp_path), engines=[FakeEngine()]))
+    yield server
+    server.stop()
+
+
+async def test_streams_list_sessions_with_counters_and_rates(live: LiveServer) -> None:
+    url = live.url.replace("http://", "ws://") + "/v1/streams"
+    window = {"kind": "count", "size": 10, "stride": 10}
+    async with (
+        httpx.AsyncClient(base_url=live.url, headers=AUTH) as http,
+        StreamClient(url, "zscore", ["x"], window=window, api_key=KEY) as stream,
+    ):
+        assert stream.session_id is not None
+
+        async def send_and_wait(start: int, results: int) -> dict[str, object]:
+            await stream.send(
+                [
+                    {"t": i * 0.01, "values": {"x": float(i)}}
+                    for i in range(start, start + 10 * results)
+                ]
+            )
+            async with asyncio.timeout(10):
+                while stream.last_result_seq < start // 10 + results - 1:
+                    await stream.recv()
+            listed = (await http.get("/api/streams")).json()
+            assert listed["total"] == 1
+            (item,) = listed["data"]
+            assert isinstance(item, dict)
+            return item
+
+        first = await send_and_wait(0, 2)
+        assert first["id"] == stream.session_id and first["state"] == "live"
+        assert (first["events_in"], first["results_out"], first["model"]) == (20, 2, "zscore")
+        assert first["events_per_s"] is None  # the first poll has nothing to difference
+        await asyncio.sleep(0.2)
+        second = await send_and_wait(20, 3)
+        assert second["events_in"] == 50
+        assert isinstance(second["events_per_s"], float) and second["events_per_s"] > 0
+        await stream.close()
+        assert (await http.get("/api/streams")).json() == {"object": "list", "total": 0, "data": []}
 
 
 def test_every_asset_the_page_references_exists() -> None:

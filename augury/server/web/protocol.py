@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,8 +85,60 @@ class StatsResponse(BaseModel):
     models: list[ModelStats]
 
 
-class ItemList(BaseModel):
-    """A list in the OpenAI style. Items are free-form until their feature defines them."""
+class RequestCounts(BaseModel):
+    """A batch's requests: all of them, and those answered and failed so far."""
 
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class JobItem(BaseModel):
+    """One batch of the OpenAI Batch API, as the dashboard shows it."""
+
+    id: str
+    status: str = Field(description="validating, in_progress, finalizing, completed, failed, ...")
+    endpoint: str
+    request_counts: RequestCounts
+    progress: float | None = Field(
+        description="(completed + failed) / total, 0..1; null while the total is unknown"
+    )
+    rows_per_s: float | None = Field(
+        description="Requests finished per second since the batch started (null before)"
+    )
+    created_at: int = Field(description="Unix seconds")
+    in_progress_at: int | None
+    finished_at: int | None = Field(description="When it completed, failed or was cancelled")
+    error: str | None = Field(description="The first error of a failed batch")
+
+
+class JobList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[dict[str, Any]]
+    enabled: bool = Field(description="False when the server runs without the Batch API")
+    total: int = Field(description="Batches in the store (data holds the newest)")
+    data: list[JobItem]
+
+
+class StreamItem(BaseModel):
+    """One streaming session: live (a client attached) or resumable (awaiting a resume)."""
+
+    id: str
+    model: str
+    key_name: str = Field(description="Name of the API key that opened it")
+    state: Literal["live", "resumable"]
+    channels: list[str]
+    events_in: int = Field(description="Events accepted")
+    results_out: int = Field(description="Windows scored (one result each)")
+    duplicates: int = Field(description="Resent events skipped")
+    late_dropped: int = Field(description="Events dropped for arriving too late")
+    queue_dropped: int = Field(description="Events dropped by a full input queue")
+    queued: int = Field(description="Events waiting in the input queue")
+    events_per_s: float | None = Field(description="Recent rate; null until a second poll")
+    results_per_s: float | None
+    resumable_until: float | None = Field(description="Unix time a detached session expires")
+
+
+class StreamList(BaseModel):
+    object: Literal["list"] = "list"
+    total: int = Field(description="Live plus resumable sessions on the server")
+    data: list[StreamItem]

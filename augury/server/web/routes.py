@@ -1,23 +1,29 @@
 """The dashboard's JSON routes, and the middleware that serves the static page.
 
-`/api/jobs` and `/api/streams` answer empty lists until the batch-job and streaming-session
-features fill them; the page already shows both sections (with their empty state).
+`/api/stats` feeds the charts; `/api/jobs` lists the Batch API's batches with their progress
+and `/api/streams` the streaming sessions with their rates (see activity.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from augury.server.errors import APIError
 from augury.server.state import ServerState, get_state
-from augury.server.web.protocol import ItemList, ModelStats, StatsResponse
+from augury.server.web.activity import StreamActivity, job_items
+from augury.server.web.protocol import JobList, ModelStats, StatsResponse, StreamList
+
+if TYPE_CHECKING:
+    from augury.server.batch_api import BatchService
+    from augury.server.streams import StreamRouter
 
 STATIC_DIR = Path(__file__).parent / "static"
 """index.html and its ES modules, styles and icons (shipped as package data)."""
@@ -44,16 +50,38 @@ async def stats(state: State) -> StatsResponse:
     )
 
 
+def get_activity(request: Request) -> StreamActivity:
+    """This app's session-rate sampler (made on first use, kept in app.state)."""
+    state = request.app.state
+    activity = getattr(state, "web_stream_activity", None)
+    if not isinstance(activity, StreamActivity):
+        activity = state.web_stream_activity = StreamActivity()
+    return activity
+
+
 @router.get("/jobs")
-async def jobs() -> ItemList:
-    """Batch jobs with their progress (empty until batch jobs land)."""
-    return ItemList(data=[])
+async def jobs(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+    """The newest `limit` batch jobs with their progress and rows per second."""
+    service: BatchService | None = getattr(request.app.state, "batches", None)
+    if service is None:
+        return JobList(enabled=False, total=0, data=[])
+    batches = await asyncio.to_thread(service.store.list_batches)  # SQLite: off the loop
+    return JobList(enabled=True, total=len(batches), data=job_items(batches, limit))
 
 
 @router.get("/streams")
-async def streams() -> ItemList:
-    """Streaming sessions with their rates (empty until streaming sessions land)."""
-    return ItemList(data=[])
+async def streams(
+    request: Request,
+    activity: Annotated[StreamActivity, Depends(get_activity)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> StreamList:
+    """Up to `limit` streaming sessions (live first, then resumable) with their counters and
+    rates, and how many the server holds in all."""
+    router_: StreamRouter | None = getattr(request.app.state, "streams", None)
+    if router_ is None:
+        return StreamList(total=0, data=[])
+    manager = router_.manager
+    return StreamList(total=manager.count(), data=activity.items(manager, limit))
 
 
 _SECURITY_HEADERS = [

@@ -1,44 +1,92 @@
 // Live dashboard: polls /api/stats (each second while visible) into rolling charts, and
-// /api/jobs and /api/streams (batch jobs and streaming sessions) into lists.
+// /api/jobs and /api/streams (batch jobs with progress bars, streaming sessions with their
+// rates) into tables.
 
 import { json } from "./api.js";
 import { LineChart } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = Number(new URLSearchParams(location.search).get("poll")) || 1000;
-const LISTS_MS = 5000;
+const LISTS_MS = Math.max(POLL_MS, 2000); // batch jobs and streaming sessions
 const ms = (s) => (s === null || s === undefined ? null : s * 1000);
 const pct = (x) => (x === null || x === undefined ? null : x * 100);
 
-function emptyItem(text) {
-  const li = document.createElement("li");
-  li.className = "empty";
-  li.textContent = text;
-  return li;
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "className") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
 }
 
-/** A batch job: {id, status, completed, total} (fields of the batch feature, when it lands). */
-function jobItem(job) {
-  const li = document.createElement("li");
-  const label = document.createElement("span");
-  const done = Number(job.completed ?? job.request_counts?.completed ?? 0);
-  const total = Number(job.total ?? job.request_counts?.total ?? 0);
-  label.textContent = `${job.id ?? "job"} · ${job.status ?? "?"} · ${done}/${total}`;
-  const bar = document.createElement("progress");
-  bar.max = total || 1;
-  bar.value = done;
-  bar.setAttribute("aria-label", `${job.id ?? "job"} progress`);
-  li.append(label, bar);
-  return li;
+const rate = (x) => (x === null || x === undefined ? "–" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const count = (n) => Number(n).toLocaleString();
+const clock = (unix) => (unix ? new Date(unix * 1000).toLocaleTimeString() : "–");
+
+function duration(seconds) {
+  if (seconds === null || seconds < 0) return "–";
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
 }
 
-/** A streaming session: {id, model, events_per_s} (fields of the streaming feature). */
-function streamItem(stream) {
-  const li = document.createElement("li");
-  const rate = Number(stream.events_per_s ?? stream.rate ?? 0);
-  li.textContent = `${stream.id ?? "session"}${stream.model ? ` · ${stream.model}` : ""} · ` +
-    `${rate.toFixed(1)} events/s`;
-  return li;
+/** A table: columns are [header, cell(item) -> Node|string, numeric?]. */
+function table(caption, columns, items, rowProps) {
+  const head = el("tr", {}, ...columns.map(([name, , num]) =>
+    el("th", { scope: "col", className: num ? "num" : "", text: name })));
+  const rows = items.map((item) => el("tr", rowProps(item), ...columns.map(([, cell, num]) =>
+    el("td", { className: num ? "num" : "" }, cell(item)))));
+  return el("table", { className: "items" }, el("caption", { className: "visually-hidden", text: caption }),
+    el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+const badge = (state) => el("span", { className: "state", "data-state": state, text: state.replace("_", " ") });
+
+function jobProgress(job) {
+  const { total, completed, failed } = job.request_counts;
+  const done = completed + failed;
+  const bar = el("progress", { max: String(total || 1), "aria-label": `Progress of ${job.id}` });
+  bar.value = job.progress === null ? 0 : done;
+  // Indeterminate while the total is unknown (validating); a batch that stopped shows as is.
+  if (job.progress === null && !job.finished_at) bar.removeAttribute("value");
+  const percent = job.progress === null ? "–" : `${Math.round(job.progress * 100)}%`;
+  bar.setAttribute("aria-valuetext", `${done} of ${total} requests (${percent})`);
+  const text = `${count(done)}/${count(total)}${failed ? ` · ${count(failed)} failed` : ""}`;
+  return el("div", { className: "progress" }, bar, el("span", { className: "count", text }));
+}
+
+function jobsTable(jobs, now) {
+  const columns = [
+    ["Batch", (j) => el("code", { text: j.id, title: `${j.id} · ${j.endpoint}` })],
+    ["Status", (j) => {
+      const b = badge(j.status);
+      if (j.error) b.title = j.error;
+      return b;
+    }],
+    ["Progress", jobProgress],
+    ["Rows/s", (j) => rate(j.rows_per_s), true],
+    ["Created", (j) => clock(j.created_at)],
+    ["Time", (j) => (j.in_progress_at ? duration((j.finished_at ?? now) - j.in_progress_at) : "–"), true],
+  ];
+  return table("Batch jobs", columns, jobs.data, (j) => ({ "data-id": j.id, "data-status": j.status }));
+}
+
+function streamsTable(streams) {
+  const columns = [
+    ["Session", (s) => el("code", { text: s.id, title: `${s.id} · key ${s.key_name}` })],
+    ["Model", (s) => `${s.model} (${s.channels.join(", ")})`],
+    ["State", (s) => badge(s.state)],
+    ["Events in", (s) => count(s.events_in), true],
+    ["Results out", (s) => count(s.results_out), true],
+    ["Dropped", (s) => count(s.queue_dropped), true],
+    ["Late", (s) => count(s.late_dropped), true],
+    ["Events/s", (s) => rate(s.events_per_s), true],
+    ["Results/s", (s) => rate(s.results_per_s), true],
+  ];
+  return table("Streaming sessions", columns, streams.data, (s) => ({ "data-id": s.id, "data-state": s.state }));
 }
 
 export function initDashboard() {
@@ -105,10 +153,18 @@ export function initDashboard() {
 
   async function updateLists() {
     const [jobs, streams] = await Promise.all([json("/api/jobs"), json("/api/streams")]);
-    $("jobs").replaceChildren(...(jobs.data.length ? jobs.data.map(jobItem)
-      : [emptyItem("No batch jobs yet. Jobs submitted through the batch API appear here.")]));
-    $("streams").replaceChildren(...(streams.data.length ? streams.data.map(streamItem)
-      : [emptyItem("No streaming sessions. Open sessions appear here with their rates.")]));
+    const now = Date.now() / 1000;
+    const jobNote = jobs.total > jobs.data.length
+      ? [el("p", { className: "note", text: `The newest ${jobs.data.length} of ${jobs.total} batches shown.` })] : [];
+    $("jobs").replaceChildren(...(jobs.data.length ? [jobsTable(jobs, now), ...jobNote]
+      : [el("p", { className: "empty", text: jobs.enabled
+        ? "No batch jobs yet. Jobs submitted through the batch API (/v1/batches) appear here."
+        : "No batch jobs: the Batch API is off on this server (no batch folder configured)." })]));
+    const streamNote = streams.total > streams.data.length
+      ? [el("p", { className: "note", text: `${streams.data.length} of ${streams.total} sessions shown.` })] : [];
+    $("streams").replaceChildren(...(streams.data.length ? [streamsTable(streams), ...streamNote]
+      : [el("p", { className: "empty",
+        text: "No streaming sessions. Sessions opened on /v1/streams appear here with their rates." })]));
   }
 
   async function poll() {
