@@ -8,6 +8,7 @@ from typing import Any
 
 from augury.llm.engine import EngineConfig, LLMEngine
 from augury.llm.sampling_params import SamplingParams
+from augury.models.quant import QUANTIZATIONS
 
 _UNITS = {
     "": 1,
@@ -53,6 +54,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="KV cache size (default 512MiB)",
     )
     g.add_argument(
+        "--quantization",
+        default="none",
+        choices=list(QUANTIZATIONS),
+        help="weight-only quantization of the decoder's linears on the CPU (default none)",
+    )
+    g.add_argument(
+        "--quantized-max-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --quantization: steps of more than N tokens use dense weights kept beside "
+        "the quantized ones (faster batches, more memory); default: quantized only",
+    )
+    g.add_argument(
         "--num-threads", type=int, default=None, help="torch threads (default: one per core)"
     )
 
@@ -76,6 +91,8 @@ def engine_config_from_args(args: argparse.Namespace, **fields: Any) -> EngineCo
         dtype=args.dtype,
         device=args.device,
         kv_cache_memory=args.kv_cache_memory,
+        quantization=args.quantization,
+        quantized_max_rows=args.quantized_max_rows,
         num_threads=args.num_threads,
         **fields,
     )

@@ -1,11 +1,12 @@
 """Compile-once loading of the C++ kernels, with a clean fallback.
 
-The kernels (paged decode attention, fused norm/rotary/SiLU ops) are built (~60 s, `make install`
-does it) into `_build/` beside this file, and a stamp records the hash of their sources and flags. Later processes import the built module directly:
-no compiler, no lock. `torch.utils.cpp_extension.load` takes a file lock on every call, and a
-process killed while holding it (kill -9 during start-up) would make every later start wait
-forever; so it runs only to build, a lock left by a dead builder is cleared first, and the
-build directory belongs to this checkout alone. AUGURY_KERNELS=0 disables the kernels.
+The kernels (paged decode attention, fused norm/rotary/SiLU ops) are built (~60 s, `make
+install` does it) into `_build/` beside this file, and a stamp records the hash of their sources
+and flags. Later processes import the built module directly: no compiler, no lock.
+`torch.utils.cpp_extension.load` takes a file lock on every call, and a process killed while
+holding it (kill -9 during start-up) would make every later start wait forever; so it runs only
+to build, a lock left by a dead builder is cleared first, and the build directory belongs to
+this checkout alone. AUGURY_KERNELS=0 disables the kernels.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -41,6 +42,7 @@ from augury.llm.speculative import accept_greedy, accept_sampled, propose_ngram
 from augury.models.config import LoadedModel
 from augury.models.default import DEFAULT_MODEL_ID, default_model_path
 from augury.models.llama import LlamaModel, build_model
+from augury.models.quant import QUANTIZATIONS, Quantization
 from augury.models.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,12 @@ class EngineConfig:
     """Reuse the cached blocks of earlier requests that share a prompt prefix."""
     max_waiting: int = 1024
     """Most requests waiting for admission; more are refused (the server answers 429)."""
+    quantization: str = "none"
+    """Weight-only quantization of the decoder's linear layers (CPU): none, int8 or int4."""
+    quantized_max_rows: int | None = None
+    """With quantization: steps of more tokens than this use dense weights kept beside the
+    quantized ones (quantized kernels win only for a few rows); None quantizes every step and
+    keeps no dense copy (least memory)."""
     num_threads: int | None = None
     """torch intra-op threads; None leaves torch's default (one per core)."""
     seed: int = 0
@@ -91,6 +99,14 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.kv_cache_memory <= 0:
             raise ValueError(f"kv_cache_memory must be positive, got {self.kv_cache_memory}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(
+                f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {self.quantization!r}"
+            )
+        if self.quantized_max_rows is not None and self.quantized_max_rows < 1:
+            raise ValueError(
+                f"quantized_max_rows must be at least 1 (or None), got {self.quantized_max_rows}"
+            )
 
 
 class QueueFullError(RuntimeError):
@@ -98,14 +114,25 @@ class QueueFullError(RuntimeError):
 
 
 def load_model_and_tokenizer(
-    path: str | None, dtype: torch.dtype, device: str
+    path: str | None,
+    dtype: torch.dtype,
+    device: str,
+    quantization: str = "none",
+    dense_above: int | None = None,
 ) -> tuple[LoadedModel, LlamaModel, Tokenizer]:
     """Weights, a built model and its tokenizer, from a GGUF file or a Hugging Face folder."""
     from augury.models.loader import load_weights
 
     source = Path(path) if path else default_model_path()
     loaded = load_weights(source)
-    model = build_model(loaded.config, loaded.tensors, dtype=dtype, device=device)
+    model = build_model(
+        loaded.config,
+        loaded.tensors,
+        dtype=dtype,
+        device=device,
+        quantization=cast(Quantization, quantization),
+        dense_above=dense_above,
+    )
     loaded.tensors.clear()  # the model holds its own copies; free the float32 originals
     if source.is_dir():
         tokenizer = Tokenizer.from_dir(source)
@@ -154,7 +181,11 @@ class LLMEngine:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         _, model, tokenizer = load_model_and_tokenizer(
-            config.model, DTYPES[config.dtype], config.device
+            config.model,
+            DTYPES[config.dtype],
+            config.device,
+            config.quantization,
+            config.quantized_max_rows,
         )
         if config.model_id is None and config.model:
             config.model_id = Path(config.model).name.removesuffix(".gguf")

@@ -21,6 +21,7 @@ from augury.models.layers import (
     cpu_kernels,
 )
 from augury.models.packed import pack_linears
+from augury.models.quant import Quantization, quantize_linears
 
 KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """One (key, value) pair per layer, each (num_kv_heads, num_blocks, block_size, head_dim)."""
@@ -174,10 +175,14 @@ def build_model(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     prepack: bool = True,
+    quantization: Quantization = "none",
+    dense_above: int | None = None,
 ) -> LlamaModel:
     """A ready-to-run model: weights loaded, cast to `dtype`, moved to `device`, in eval mode.
 
     With `prepack`, bfloat16 linears on the CPU get oneDNN pre-packed weights (see packed.py).
+    `quantization` int8/int4 swaps the decoder's linears for weight-only quantized ones
+    (CPU only; see quant.py), keeping dense weights for inputs of more than `dense_above` rows.
     """
     with torch.device("meta"):
         model = LlamaModel(cfg)
@@ -185,6 +190,14 @@ def build_model(
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
     model.load_weights(tensors)
+    if quantization != "none":
+        if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
+            raise ValueError(
+                f"quantization {quantization!r} needs dtype bfloat16 on the CPU (got "
+                f"{dtype} on {device}): PyTorch's weight-only CPU kernels are 30-100x slower "
+                "with float32 activations"
+            )
+        quantize_linears(model, quantization, dense_above)  # from the float32 weights
     model = model.to(device=device, dtype=dtype).eval()
     # to_empty left the rotary tables uninitialized; build them in float32 on the device.
     model.rotary.build(torch.device(device))

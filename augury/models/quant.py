@@ -1,0 +1,140 @@
+"""Weight-only quantized linear layers for the CPU: INT4 group-wise and INT8 per-channel.
+
+Quantization is a module swap (`quantize_linears`) applied to the decoder's linear layers while
+their weights are still float32, before the model is cast to its compute dtype: the scales
+then follow the cast, and the 4-bit codes of a GGUF Q4_1 checkpoint come back exactly (Q4_1
+stores w = d * q + m per group of 32 with m the group's minimum and d = (max - min) / 15, which
+is what a min/max requantization of the dequantized group recomputes).
+
+Kernels are PyTorch's CPU weight-only ops: `_weight_int4pack_mm_for_cpu` (groups of 32,
+w = (code - 8) * scale + zero) and `_weight_int8pack_mm` (w = code * scale per output row).
+They stream 4x / 2x fewer bytes than bfloat16 weights, which is what a decode step at a few
+rows is bound by, but lose to oneDNN's bfloat16 GEMM as rows grow (measured in
+bench/bench_quant.py). So a layer can keep its dense weight too and use it above `dense_above`
+rows (the engine's default: int4 for small decode batches, bfloat16 GEMMs for prefill and
+large batches); without it the layer is quantized for every batch (smallest memory).
+The LM head and the embedding stay dense (the LM head is tied to the embedding here).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Quantization = Literal["none", "int8", "int4"]
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+INT4_GROUP = 32
+"""Weights per INT4 scale/zero pair (Q4_1's block size)."""
+
+
+def quantize_int4(
+    weight: torch.Tensor, group: int = INT4_GROUP
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) float -> (codes (N, K) int32 in 0..15, scales_and_zeros (K / group, N, 2) float32)
+    with weight ~= (code - 8) * scale + zero, scale and zero per row and group of `group`."""
+    n, k = weight.shape
+    if k % group:
+        raise ValueError(f"in_features {k} is not a multiple of the INT4 group size {group}")
+    groups = weight.float().view(n, k // group, group)
+    lo, hi = groups.amin(-1), groups.amax(-1)  # (N, K / group)
+    scale = (hi - lo) / 15
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant group: code 0
+    codes = ((groups - lo[..., None]) / safe[..., None]).round().clamp(0, 15).to(torch.int32)
+    zero = lo + 8 * scale
+    scales_and_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()
+    return codes.view(n, k), scales_and_zeros
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) float -> (codes (N, K) int8, scales (N,) float32), symmetric per output row."""
+    w = weight.float()
+    scale = w.abs().amax(dim=1) / 127
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    codes = (w / safe[:, None]).round().clamp(-127, 127).to(torch.int8)
+    return codes, scale
+
+
+class QuantLinear(nn.Module):
+    """y = x @ W^T with W stored as INT4 or INT8 codes plus float scales (bias-free).
+
+    With `dense_above`, the float weight is kept as a child nn.Linear (packed for oneDNN later
+    like any other linear) and used for inputs of more than that many rows."""
+
+    def __init__(
+        self, weight: torch.Tensor, mode: Quantization, dense_above: int | None = None
+    ) -> None:
+        super().__init__()
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"QuantLinear mode must be 'int8' or 'int4', got {mode!r}")
+        self.mode = mode
+        self.out_features, self.in_features = weight.shape
+        self.dense_above = dense_above
+        if mode == "int4":
+            codes, scales = quantize_int4(weight)
+            # innerKTiles=1: the CPU kernel's packing ignores the tiling argument.
+            codes = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        else:
+            codes, scales = quantize_int8(weight)
+        self.codes: torch.Tensor
+        self.scales: torch.Tensor  # floating: follows the model's dtype cast
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.dense: nn.Module | None = None
+        if dense_above is not None:
+            self.dense = nn.Linear(self.in_features, self.out_features, bias=False)
+            self.dense.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.dense is not None
+            and self.dense_above is not None
+            and x.shape[0] > self.dense_above
+        ):
+            return self.dense(x)
+        scales = self.scales if self.scales.dtype == x.dtype else self.scales.to(x.dtype)
+        if self.mode == "int4":
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.codes, INT4_GROUP, scales)
+        return torch.ops.aten._weight_int8pack_mm(x, self.codes, scales)
+
+    def dequantized(self) -> torch.Tensor:
+        """The (N, K) float32 weight the codes stand for (tests, accuracy reports)."""
+        eye = torch.eye(self.in_features, dtype=self.scales.dtype)
+        keep, self.dense = self.dense, None
+        try:
+            return self.forward(eye).float().t().contiguous()
+        finally:
+            self.dense = keep
+
+
+def quantize_linears(
+    model: nn.Module,
+    mode: Quantization,
+    dense_above: int | None = None,
+    skip: tuple[str, ...] = ("lm_head",),
+) -> int:
+    """Swap every bias-free nn.Linear of `model` (but those named in `skip`) for a QuantLinear;
+    returns how many. Call it while the weights are float32, before casting the model."""
+    if mode not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}; got {mode!r}")
+    if mode == "none":
+        return 0
+    swapped = 0
+    for parent in list(model.modules()):
+        if isinstance(parent, QuantLinear):
+            continue
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear) or child.bias is not None or name in skip:
+                continue
+            if child.weight.device.type != "cpu":
+                raise ValueError("weight-only quantization runs on the CPU only")
+            setattr(parent, name, QuantLinear(child.weight, mode, dense_above))
+            swapped += 1
+    return swapped
+
+
+def reference_linear(x: torch.Tensor, layer: QuantLinear) -> torch.Tensor:
+    """The layer's output computed from its dequantized weight in float32 (tests)."""
+    return F.linear(x.float(), layer.dequantized())
