@@ -55,9 +55,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--quantization",
-        default="none",
-        choices=list(QUANTIZATIONS),
-        help="weight-only quantization of the decoder's linears on the CPU (default none)",
+        default="auto",
+        choices=["auto", *QUANTIZATIONS],
+        help="weight-only quantization of the decoder's linears (CPU, bfloat16); auto (default): "
+        "int4 for a Q4_1 GGUF (lossless) with dense weights above 8 rows, else none",
     )
     g.add_argument(
         "--quantized-max-rows",

@@ -80,8 +80,10 @@ class EngineConfig:
     """Reuse the cached blocks of earlier requests that share a prompt prefix."""
     max_waiting: int = 1024
     """Most requests waiting for admission; more are refused (the server answers 429)."""
-    quantization: str = "none"
-    """Weight-only quantization of the decoder's linear layers (CPU): none, int8 or int4."""
+    quantization: str = "auto"
+    """Weight-only quantization of the decoder's linear layers (CPU, bfloat16): none, int8,
+    int4, or auto: int4 where it is lossless (a Q4_1 GGUF served in bfloat16 on the CPU) with
+    dense weights for steps of more than `quantized_max_rows` (default 8) tokens, else none."""
     quantized_max_rows: int | None = None
     """With quantization: steps of more tokens than this use dense weights kept beside the
     quantized ones (quantized kernels win only for a few rows); None quantizes every step and
@@ -99,9 +101,10 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.kv_cache_memory <= 0:
             raise ValueError(f"kv_cache_memory must be positive, got {self.kv_cache_memory}")
-        if self.quantization not in QUANTIZATIONS:
+        if self.quantization not in ("auto", *QUANTIZATIONS):
             raise ValueError(
-                f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {self.quantization!r}"
+                f"quantization must be one of auto, {', '.join(QUANTIZATIONS)}, "
+                f"got {self.quantization!r}"
             )
         if self.quantized_max_rows is not None and self.quantized_max_rows < 1:
             raise ValueError(
@@ -125,6 +128,8 @@ def load_model_and_tokenizer(
 
     source = Path(path) if path else default_model_path()
     loaded = load_weights(source)
+    if quantization == "auto":
+        quantization, dense_above = auto_quantization(loaded, dtype, device, dense_above)
     model = build_model(
         loaded.config,
         loaded.tensors,
@@ -133,12 +138,34 @@ def load_model_and_tokenizer(
         quantization=cast(Quantization, quantization),
         dense_above=dense_above,
     )
+    log.info(
+        "weights: %s (%s) as %s, quantization %s%s",
+        source.name,
+        loaded.quantization,
+        dtype,
+        quantization,
+        f" (dense above {dense_above} rows)" if quantization != "none" and dense_above else "",
+    )
     loaded.tensors.clear()  # the model holds its own copies; free the float32 originals
     if source.is_dir():
         tokenizer = Tokenizer.from_dir(source)
     else:
         tokenizer = Tokenizer.from_gguf_metadata(loaded.metadata)
     return loaded, model, tokenizer
+
+
+AUTO_DENSE_ABOVE = 8
+"""Rows above which `auto` quantization uses the dense bfloat16 weights (bench_quant)."""
+
+
+def auto_quantization(
+    loaded: LoadedModel, dtype: torch.dtype, device: str, dense_above: int | None
+) -> tuple[str, int | None]:
+    """What `quantization="auto"` means for this checkpoint: INT4 (requantizing Q4_1 is
+    lossless) for bfloat16 on the CPU, with dense weights for larger steps; else none."""
+    if loaded.quantization == "Q4_1" and dtype == torch.bfloat16 and device == "cpu":
+        return "int4", dense_above or AUTO_DENSE_ABOVE
+    return "none", None
 
 
 class LLMEngine:

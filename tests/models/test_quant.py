@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augury.llm.engine import EngineConfig
+from augury.llm.engine import AUTO_DENSE_ABOVE, EngineConfig, auto_quantization
 from augury.models.config import LoadedModel
 from augury.models.evaluate import perplexity
 from augury.models.llama import LlamaModel, build_model
@@ -71,8 +71,18 @@ def test_quantize_linears_swaps_all_but_the_lm_head_and_refuses_bad_modes() -> N
     assert not codes.any() and not scales.any()
 
 
+def test_auto_quantization_is_int4_only_where_lossless(weights: LoadedModel) -> None:
+    assert weights.quantization == "Q4_1"
+    assert auto_quantization(weights, torch.bfloat16, "cpu", None) == ("int4", AUTO_DENSE_ABOVE)
+    assert auto_quantization(weights, torch.bfloat16, "cpu", 2) == ("int4", 2)
+    assert auto_quantization(weights, torch.float32, "cpu", None) == ("none", None)
+    assert auto_quantization(weights, torch.bfloat16, "cuda", None) == ("none", None)
+    f32 = LoadedModel(weights.config, {}, "F32")
+    assert auto_quantization(f32, torch.bfloat16, "cpu", None) == ("none", None)
+
+
 def test_engine_config_names_a_bad_quantization() -> None:
-    with pytest.raises(ValueError, match="quantization must be one of none, int8, int4"):
+    with pytest.raises(ValueError, match="quantization must be one of auto, none, int8, int4"):
         EngineConfig(quantization="fp8")
     with pytest.raises(ValueError, match="quantized_max_rows"):
         EngineConfig(quantization="int4", quantized_max_rows=0)
