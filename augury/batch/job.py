@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from augury.batch.checkpoint import Checkpoint, Counts, load_checkpoint, save_checkpoint
@@ -57,6 +58,9 @@ class Progress(Protocol):
 
     def finish(self, summary: JobSummary) -> None: ...
 
+
+ChunkRunner = Callable[["Job", Checkpoint, "Progress | None"], Awaitable[None]]
+"""Processes the chunks after a checkpoint and commits each, in order, with `Job.apply`."""
 
 ErrorFormatter = Callable[[Any, int, str], dict[str, Any]]
 
@@ -134,7 +138,11 @@ class Job:
         self.errors.open(None if fresh else ckpt.errors_sink)
         return ckpt
 
-    async def run(self, progress: Progress | None = None) -> JobSummary:
+    async def run(
+        self, progress: Progress | None = None, runner: ChunkRunner | None = None
+    ) -> JobSummary:
+        """Run to the end (or until cancelled). `runner` processes and commits the chunks
+        after the checkpoint (default: here, a few chunks in flight; see batch/ray_runner.py)."""
         spec = self.spec
         ckpt = self.prepare()
         resumed_from = ckpt.counts.rows_done
@@ -144,7 +152,7 @@ class Job:
             progress.start(total, ckpt.counts)
         try:
             if not ckpt.done:
-                await self._run_chunks(ckpt, progress)
+                await (runner or Job._run_chunks)(self, ckpt, progress)
                 if not self.cancelled.is_set():
                     await asyncio.to_thread(self._finish, ckpt)
         finally:
@@ -203,30 +211,23 @@ class Job:
         return None
 
     def _commit(self, ckpt: Checkpoint, chunk: Chunk, result: ChunkResult) -> None:
-        spec = self.spec
-        ids = _ids(chunk, spec.id_column)
-        rows = chunk.rows
-        self.sink.write(_with_ids(result.rows, spec.id_field, ids, result.positions),
-                        rows[result.positions])  # fmt: skip
-        failures = [
-            spec.format_error(ids[int(p)], int(rows[p]), reason) for p, reason in result.errors
-        ]
-        failures += [
-            spec.format_error(row if spec.id_column is None else str(row), row, reason)
-            for row, reason in chunk.errors
-        ]
-        if failures:
-            self.errors.write(failures, np.zeros(len(failures), np.int64))
+        self.apply(ckpt, make_commit(self.spec, chunk, result))
+
+    def apply(self, ckpt: Checkpoint, commit: Commit) -> None:
+        """Write a processed chunk (the next one in input order) and save the checkpoint."""
+        self.sink.write(commit.rows, commit.row_numbers)
+        if commit.failures:
+            self.errors.write(commit.failures, np.zeros(len(commit.failures), np.int64))
         c = ckpt.counts
-        c.rows_done = chunk.start + chunk.num_rows
-        c.ok += len(result.positions)
-        c.errors += len(failures)
-        c.prompt_tokens += result.prompt_tokens
-        c.completion_tokens += result.completion_tokens
+        c.rows_done = commit.rows_done
+        c.ok += commit.ok
+        c.errors += len(commit.failures)
+        c.prompt_tokens += commit.prompt_tokens
+        c.completion_tokens += commit.completion_tokens
         ckpt.sink = self.sink.commit()
         ckpt.errors_sink = self.errors.commit()
-        ckpt.input_offset = chunk.end_offset
-        save_checkpoint(spec.checkpoint, ckpt)
+        ckpt.input_offset = commit.end_offset
+        save_checkpoint(self.spec.checkpoint, ckpt)
 
     def _finish(self, ckpt: Checkpoint) -> None:
         self.sink.finish()
@@ -237,24 +238,81 @@ class Job:
             self.sink.cleanup()
 
 
-def _ids(chunk: Chunk, id_column: str | None) -> list[Any]:
-    """The identifier of each readable row: its id column (as text) or its row number."""
-    numbers = chunk.rows.tolist()
+Ids: TypeAlias = pa.Array | list[Any]
+
+
+@dataclass
+class Commit:
+    """A processed chunk as the sinks take it: results with their ids, failures, counts (no
+    input data, so a remote worker can send it back small)."""
+
+    rows: Rows
+    row_numbers: NDArray[np.int64]
+    failures: list[dict[str, Any]]
+    rows_done: int
+    """Input rows consumed once this chunk is committed."""
+    ok: int
+    prompt_tokens: int
+    completion_tokens: int
+    end_offset: int | None
+
+
+def make_commit(spec: JobSpec, chunk: Chunk, result: ChunkResult) -> Commit:
+    ids = _ids(chunk, spec.id_column)
+    rows = chunk.rows
+    failures = [
+        spec.format_error(_id_at(ids, int(p)), int(rows[p]), reason) for p, reason in result.errors
+    ]
+    failures += [
+        spec.format_error(row if spec.id_column is None else str(row), row, reason)
+        for row, reason in chunk.errors
+    ]
+    return Commit(
+        rows=_with_ids(result.rows, spec.id_field, ids, result.positions),
+        row_numbers=rows[result.positions],
+        failures=failures,
+        rows_done=chunk.start + chunk.num_rows,
+        ok=len(result.positions),
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        end_offset=chunk.end_offset,
+    )
+
+
+def _ids(chunk: Chunk, id_column: str | None) -> Ids:
+    """The identifier of each readable row: its id column (as text) or its row number; an
+    Arrow array when the chunk is a table (no Python objects per row), else a list."""
     if id_column is None:
-        return numbers
-    if chunk.records is not None:
-        values = [r.get(id_column) for r in chunk.records]
-    elif id_column in chunk.as_table().column_names:
-        values = chunk.as_table()[id_column].to_pylist()
+        return pa.array(chunk.rows) if chunk.records is None else chunk.rows.tolist()
+    if chunk.records is None and chunk.table is not None:
+        if id_column not in chunk.table.column_names:
+            return pc.cast(pa.array(chunk.rows), pa.string())
+        values = chunk.table[id_column]
+        if pa.types.is_string(values.type) or pa.types.is_integer(values.type):
+            text = pc.cast(values, pa.string())
+            numbers = pc.cast(pa.array(chunk.rows), pa.string())
+            return pc.if_else(pc.is_null(text), numbers, text).combine_chunks()
+        listed = values.to_pylist()
+    elif chunk.records is not None:
+        listed = [r.get(id_column) for r in chunk.records]
     else:
-        values = [None] * len(numbers)
-    return [str(v) if v is not None else str(n) for v, n in zip(values, numbers, strict=True)]
+        listed = [None] * len(chunk.rows)
+    numbers = chunk.rows.tolist()
+    return [str(v) if v is not None else str(n) for v, n in zip(listed, numbers, strict=True)]
 
 
-def _with_ids(rows: Rows, id_field: str, ids: list[Any], positions: NDArray[np.int64]) -> Rows:
-    picked = [ids[int(p)] for p in positions]
+def _id_at(ids: Ids, position: int) -> Any:
+    return ids[position].as_py() if isinstance(ids, pa.Array) else ids[position]
+
+
+def _with_ids(rows: Rows, id_field: str, ids: Ids, positions: NDArray[np.int64]) -> Rows:
     if isinstance(rows, pa.Table):
         if id_field in rows.column_names:
             return rows
-        return rows.add_column(0, id_field, pa.array(picked))
-    return [{id_field: i, **r} for i, r in zip(picked, rows, strict=True)]
+        if isinstance(ids, pa.Array):
+            picked = ids if len(positions) == len(ids) else ids.take(pa.array(positions))
+        else:
+            picked = pa.array([ids[int(p)] for p in positions])
+        return rows.add_column(0, id_field, picked)
+    listed = ids.to_pylist() if isinstance(ids, pa.Array) else ids
+    return [{id_field: listed[int(p)], **r} for p, r in zip(positions, rows, strict=True)]

@@ -87,13 +87,15 @@ def count_rows(path: Path, fmt: str) -> int | None:
 def read_chunks(
     path: Path, fmt: str, chunk_rows: int, start_row: int = 0, start_offset: int | None = None
 ) -> Iterator[Chunk]:
-    """Chunks of at most `chunk_rows` rows from row `start_row` on (JSONL: from byte
+    """Chunks of at most `chunk_rows` rows from row `start_row` on (JSONL and CSV: from byte
     `start_offset` when given, which must be where row `start_row` begins)."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if fmt == "jsonl":
         return _jsonl(path, chunk_rows, start_row, start_offset)
     if fmt == "csv":
+        if start_offset is not None:
+            return _arrow_chunks(_csv_batches(path, start_offset), chunk_rows, start_row, start_row)
         return _arrow_chunks(_csv_batches(path), chunk_rows, start_row)
     if fmt == "parquet":
         return _parquet(path, chunk_rows, start_row)
@@ -144,9 +146,60 @@ def parse_json_row(line: bytes) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
-    yield from reader
+def _csv_batches(path: Path, offset: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of a CSV file; from byte `offset` (the start of a data row) when given,
+    with the header's column names."""
+    if offset is None:
+        yield from pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        return
+    names = pacsv.open_csv(path).schema.names
+    with open(path, "rb") as f:
+        f.seek(offset)
+        options = pacsv.ReadOptions(block_size=1 << 22, column_names=names)
+        yield from pacsv.open_csv(f, read_options=options)
+
+
+def piece_starts(
+    path: Path, fmt: str, piece_rows: int, start_row: int = 0, start_offset: int | None = None
+) -> list[tuple[int, int | None]]:
+    """(first row, its byte offset) of consecutive pieces of `piece_rows` rows from
+    `start_row` to the end, so that each piece can be read on its own (Parquet: no offsets,
+    row groups are skipped). CSV rows are lines here: no newlines inside quoted fields."""
+    if fmt == "parquet":
+        total = int(pq.ParquetFile(path).metadata.num_rows)
+        return [(row, None) for row in range(start_row, total, piece_rows)]
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError(f"format {fmt!r} is not supported; use one of {list(FORMATS)}")
+    if start_offset is None:  # find where row `start_row` begins
+        skip = start_row + (1 if fmt == "csv" else 0)
+        start_offset = _line_starts(path, 0, 0, skip)[-1] if skip else 0
+    starts = _line_starts(path, start_offset, piece_rows)
+    return [(start_row + i * piece_rows, offset) for i, offset in enumerate(starts)]
+
+
+def _line_starts(path: Path, offset: int, every: int, only: int | None = None) -> list[int]:
+    """Byte offsets of the lines from `offset` on: every `every`-th line's start (the first
+    included) before the end of the file, or (`only`) just the start of the `only`-th line."""
+    starts = [] if only is not None else [offset]
+    size = path.stat().st_size
+    if offset >= size:
+        return [size] if only is not None else []
+    lines = 0  # newlines seen since `offset`
+    with open(path, "rb") as f:
+        f.seek(offset)
+        at = offset
+        while block := f.read(1 << 24):
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + at + 1  # next starts
+            counts = np.arange(lines + 1, lines + 1 + len(ends))  # lines before each start
+            if only is not None:
+                hit = np.flatnonzero(counts == only)
+                if len(hit):
+                    return [int(ends[hit[0]])]
+            else:
+                starts += [int(e) for e in ends[counts % every == 0] if e < size]
+            lines += len(ends)
+            at += len(block)
+    return [size] if only is not None else starts
 
 
 def _parquet(path: Path, chunk_rows: int, start_row: int) -> Iterator[Chunk]:

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from augury.batch.job import Job, JobSpec, Task
-from augury.batch.predict_task import PredictTask, is_predictive_model, load_pipeline
+from augury.batch.predict_task import (
+    PredictTask,
+    is_predictive_model,
+    load_pipeline,
+    predict_task,
+)
 from augury.batch.progress import make_progress
 from augury.batch.readers import detect_format
 from augury.batch.sql_sink import SqlSink, is_sql_url
@@ -47,6 +53,14 @@ def add_parser(sub: Any) -> None:
     io.add_argument("--chat", action="store_true", help="send plain prompts as user messages")
     io.add_argument("--max-in-flight", type=int, default=64, help="LLM requests in flight")
     io.add_argument("--progress-interval", type=float, default=10.0, help="seconds (no TTY)")
+    dist = run.add_argument_group("engine")
+    dist.add_argument(
+        "--engine", choices=["local", "ray"], default="local",
+        help="local: this process; ray: Ray Data over model replicas (docs/batch-ray.md)",
+    )  # fmt: skip
+    dist.add_argument("--ray-address", default=None, help="Ray cluster (default: a local one)")
+    dist.add_argument("--replicas", type=int, default=1, help="model replicas on Ray")
+    dist.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica")
     run.set_defaults(func=run_command)
 
 
@@ -119,6 +133,8 @@ def run_command(args: argparse.Namespace) -> int:
     spec = job_spec(args, predictive)
     if args.num_threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.num_threads))
+    if args.engine == "ray":
+        return _run_on_ray(args, spec, predictive)
     sink, errors = open_sinks(args)
     progress = make_progress(interval_s=args.progress_interval)
     if predictive:
@@ -144,3 +160,42 @@ async def _run_llm(
         return await Job(spec, task, sink, errors).run(progress)
     finally:
         await engine.shutdown()
+
+
+def _run_on_ray(args: argparse.Namespace, spec: JobSpec, predictive: bool) -> int:
+    from augury.batch.ray_runner import RayOptions, import_ray, ray_runner
+
+    import_ray()  # a clear error before anything is opened
+    if args.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
+    options = RayOptions(
+        address=args.ray_address, replicas=args.replicas, gpus_per_replica=args.gpus_per_replica
+    )
+    if predictive:
+        make_task: Any = functools.partial(predict_task, str(Path(args.model).resolve()))
+    else:
+        make_task = functools.partial(
+            llm_task, engine_config_from_args(args), sampling_defaults(args), args.chat,
+            args.max_in_flight,
+        )  # fmt: skip
+    sink, errors = open_sinks(args)
+    progress = make_progress(interval_s=args.progress_interval)
+    job = Job(spec, OnWorkers(), sink, errors)
+    summary = asyncio.run(job.run(progress, ray_runner(make_task, options)))
+    return 0 if not summary.cancelled else 1
+
+
+class OnWorkers:
+    """The driver's stand-in task on Ray: the chunks are processed by the workers."""
+
+    async def run_chunk(self, chunk: Any) -> Any:
+        raise RuntimeError("on Ray, chunks run in the workers")
+
+
+def llm_task(config: Any, defaults: dict[str, Any], chat: bool, max_in_flight: int) -> Task:
+    """A language-model task with its own engine (built in a Ray worker)."""
+    from augury.batch.llm_task import LLMTask, offline_state
+    from augury.server.engine_client import load_local_engine
+
+    engine = load_local_engine(config)
+    return LLMTask(engine, offline_state(), defaults, chat=chat, max_in_flight=max_in_flight)

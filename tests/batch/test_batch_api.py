@@ -39,7 +39,7 @@ def engine() -> Iterator[LocalEngineClient]:
 
 
 def make_app(engine: LocalEngineClient, root: Path) -> tuple[FastAPI, BatchService]:
-    app = create_app(ServerConfig(), engines=[engine])
+    app = create_app(ServerConfig(batch_dir=None), engines=[engine])  # only this service
     service = BatchService(server_state(app), root, max_in_flight=16)
     app.include_router(batch_router(service))
     return app, service

@@ -55,7 +55,7 @@ def test_every_format_pair(
     p = first["probabilities"] if "probabilities" in first else [
         first["probabilities_0"], first["probabilities_1"]
     ]  # fmt: skip
-    assert abs(sum(p) - 1.0) < 1e-4  # type: ignore[arg-type]
+    assert abs(sum(p) - 1.0) < 1e-4  # type: ignore[arg-type,call-overload]
 
 
 def test_predictions_match_the_pipeline(

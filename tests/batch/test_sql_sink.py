@@ -1,9 +1,10 @@
-"""Results into a SQL table: SQLite always, PostgreSQL when AUGURY_TEST_POSTGRES_URL is set."""
+"""Results into a SQL table: SQLite always; PostgreSQL at AUGURY_TEST_POSTGRES_URL, or a
+throwaway server when the PostgreSQL binaries are installed (skipped, saying why, otherwise)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,34 @@ from augury.batch.predict_task import PredictTask, load_pipeline
 from augury.batch.sql_sink import SqlSink
 from augury.batch.writers import JsonlSink
 from tests.batch.helpers import expected_ids, write_table
+from tests.batch.postgres import postgres_url
 
 
-def urls(tmp: Path) -> list[str]:
-    found = [f"sqlite:///{tmp / 'out.db'}"]
-    if os.environ.get("AUGURY_TEST_POSTGRES_URL"):
-        found.append(os.environ["AUGURY_TEST_POSTGRES_URL"])
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str | None]:
+    """A PostgreSQL URL, or None (with the reason kept for the skip)."""
+    try:
+        with postgres_url() as url:
+            yield url
+    except LookupError as exc:
+        POSTGRES_MISSING.append(str(exc))
+        yield None
+
+
+POSTGRES_MISSING: list[str] = []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'out.db'}"
+    found: str | None = request.getfixturevalue("postgres")
+    if found is None:
+        pytest.skip(POSTGRES_MISSING[-1] if POSTGRES_MISSING else "no PostgreSQL server")
     return found
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_sql_sink(fraud_model: Path, fraud_table: pa.Table, tmp_path: Path, backend: str) -> None:
-    url = next((u for u in urls(tmp_path) if u.startswith(backend)), None)
-    if url is None:
-        pytest.skip("no PostgreSQL server: set AUGURY_TEST_POSTGRES_URL=postgresql://... to test")
+def test_sql_sink(fraud_model: Path, fraud_table: pa.Table, tmp_path: Path, url: str) -> None:
     source = write_table(fraud_table.slice(0, 700), tmp_path / "in.parquet")
     spec = JobSpec(input=source, input_format="parquet", checkpoint=tmp_path / "ckpt.json",
                    fingerprint={"t": 1}, id_column="txn", chunk_rows=100)  # fmt: skip
