@@ -51,8 +51,9 @@ class TabularPreprocessor:
         self.input_name, self.output_name = input_name, output_name
         self.required = np.array([f.required for f in features])
         self.default = np.array([f.default for f in features], np.float32)
-        self.low = np.array([f.min for f in features], np.float64)
-        self.high = np.array([f.max for f in features], np.float64)
+        # float32 like the data: float64 bounds would make a float64 copy of every batch.
+        self.low = np.array([f.min for f in features], np.float32)
+        self.high = np.array([f.max for f in features], np.float32)
         self.mean = np.array([f.mean for f in features], np.float32)
         self.inv_std = np.array([1.0 / f.std for f in features], np.float32)
         self.standardize = any(f.mean != 0.0 or f.std != 1.0 for f in features)
