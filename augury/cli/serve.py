@@ -2,6 +2,10 @@
 
 SIGTERM (or Ctrl+C) drains: the listening socket closes, /ready and new API calls answer 503,
 in-flight requests get `--grace-period` seconds to finish, then the process exits 0.
+
+`--ray` serves the same routes through Ray Serve instead (augury.scale): the LLM and each
+predictive model become deployments of `--replicas N` (or `--autoscale MIN,MAX`) replicas on
+a local Ray instance or, with `--address`, on an existing cluster.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import math
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -19,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from augury.cli.common import add_model_args, engine_config_from_args, parse_bytes
+from augury.scale.config import ScaleConfig, parse_autoscale, require_ray
 from augury.server.app import create_app, server_state
 from augury.server.config import (
     API_KEYS_ENV,
@@ -79,8 +85,58 @@ def add_parser(subparsers: Any) -> None:
     pred.add_argument(
         "--no-model-repository", action="store_true", help="serve no predictive models"
     )
+    add_ray_args(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    ray = p.add_argument_group("scale out on Ray Serve (needs: pip install 'augury[ray]')")
+    ray.add_argument("--ray", action="store_true", help="serve through Ray Serve deployments")
+    count = ray.add_mutually_exclusive_group()
+    count.add_argument("--replicas", type=int, default=1, help="replicas per model (default 1)")
+    count.add_argument(
+        "--autoscale", metavar="MIN,MAX", help="autoscale replicas on ongoing requests"
+    )
+    ray.add_argument(
+        "--target-ongoing-requests", type=float, default=4.0, help="autoscaling target (4)"
+    )
+    ray.add_argument(
+        "--address", help="Ray cluster to join (e.g. 10.0.0.1:6379); default: start one here"
+    )
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per LLM replica (1)")
+    ray.add_argument(
+        "--replica-gpus", type=float, default=0.0, help="GPUs per LLM replica (0; 1 with CUDA)"
+    )
+    ray.add_argument(
+        "--model-replica-cpus",
+        type=float,
+        default=0.5,
+        help="CPUs per predictive-model replica (0.5)",
+    )
+    ray.add_argument(
+        "--ray-models",
+        help="comma-separated predictive models to deploy on Ray (default: all; others run "
+        "in the ingress process)",
+    )
+
+
+def scale_from_args(args: argparse.Namespace) -> ScaleConfig:
+    """ScaleConfig from the --ray flags (ValueError for bad values)."""
+    models = None
+    if args.ray_models:
+        models = tuple(m.strip() for m in args.ray_models.split(",") if m.strip())
+    return ScaleConfig(
+        replicas=args.replicas,
+        autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+        target_ongoing_requests=args.target_ongoing_requests,
+        address=args.address,
+        llm_cpus=args.replica_cpus,
+        llm_gpus=args.replica_gpus,
+        predict_cpus=args.model_replica_cpus,
+        models=models,
+        max_ongoing_requests=max(1, args.max_num_seqs),
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -145,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning(
             "serving on %s without API keys: anyone who can reach it can use it", config.host
         )
+    if args.ray:
+        return run_on_ray(config, scale_from_args(args))
     app = create_app(config)
     state = server_state(app)
 
@@ -166,3 +224,15 @@ def run(args: argparse.Namespace) -> int:
     server = DrainingServer(uv_config, drain)
     server.run()
     return 0 if server.started else 1
+
+
+def run_on_ray(config: ServerConfig, scale: ScaleConfig) -> int:
+    """Serve through Ray Serve (ray is imported only here)."""
+    try:
+        require_ray()
+    except RuntimeError as exc:
+        print(f"augury: error: {exc}", file=sys.stderr)
+        return 2
+    from augury.scale.app import serve_on_ray
+
+    return serve_on_ray(config, scale)

@@ -17,16 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from augury.predict.batcher import DynamicBatcher
+from augury.predict.batcher import DynamicBatcher, Execute
 from augury.predict.config import MODEL_TOML, ModelConfig, load_config
 from augury.predict.errors import ConfigError, ModelNotFound, ModelNotReady
 from augury.predict.pipeline import InferRequest, InferResult, Pipeline
 
 log = logging.getLogger(__name__)
+
+ExecutorFactory = Callable[[str, int, Pipeline], Execute[InferRequest, InferResult]]
+"""(model name, version, its loaded pipeline) -> the function that runs a batch."""
 
 
 @dataclass
@@ -66,9 +70,13 @@ class ModelRepository:
         root: str | Path,
         poll_interval_s: float | None = 5.0,
         batching: dict[str, Any] | None = None,
+        executor: ExecutorFactory | None = None,
     ) -> None:
-        """batching: overrides of every model's [batching] table (benchmarks, tests)."""
+        """batching: overrides of every model's [batching] table (benchmarks, tests).
+        executor: where batches run; default: the pipeline, in this process (augury.scale
+        passes one that forwards batches to a Ray Serve deployment)."""
         self.root = Path(root)
+        self._executor = executor
         self.poll_interval_s = poll_interval_s
         self.batching = batching or {}
         self._models: dict[str, ModelVersion] = {}
@@ -202,8 +210,11 @@ class ModelRepository:
         if self.batching:
             config = replace(config, batching=replace(config.batching, **self.batching))
         pipeline = Pipeline.load(config, folder / str(version))
+        execute: Execute[InferRequest, InferResult] = pipeline.execute
+        if self._executor is not None:
+            execute = self._executor(folder.name, version, pipeline)
         batcher: DynamicBatcher[InferRequest, InferResult] = DynamicBatcher(
-            pipeline.execute, config.batching, config.name
+            execute, config.batching, config.name
         )
         return ModelVersion(folder.name, version, config, pipeline, batcher)
 

@@ -38,11 +38,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    config: ServerConfig | None = None, engines: Sequence[EngineClient] | None = None
+    config: ServerConfig | None = None,
+    engines: Sequence[EngineClient] | None = None,
+    repository: ModelRepository | None = None,
 ) -> FastAPI:
     """An app serving `engines`, or, when None, the model of `config.engine`, loaded in the
     background at startup (the app answers 503 until it is ready). Engines passed in are the
-    caller's to shut down."""
+    caller's to shut down. `repository` replaces the one of `config.model_repository` (the
+    app still starts and stops it)."""
     config = config or ServerConfig()
     state = ServerState(
         config=config,
@@ -53,7 +56,7 @@ def create_app(
     )
     if engines is not None:
         state.engines = {engine.model_id: engine for engine in engines}
-    repository = _repository(config)
+    repository = repository if repository is not None else _repository(config)
     batches = BatchService(state, root=Path(config.batch_dir)) if config.batch_dir else None
     streams = create_stream_router(ApiKeys(config.api_keys), config.streams)
 
