@@ -13,8 +13,9 @@ from augury.server.errors import APIError
 ANONYMOUS = "anonymous"
 """The key name of requests when auth is off (rate limits then apply to all together)."""
 
-PUBLIC_PATHS = frozenset({"/health"})
-"""Routes that never need a key: liveness probes must work without secrets."""
+PUBLIC_PATHS = frozenset({"/health", "/ready"})
+"""Routes that never need a key: liveness and readiness probes (Kubernetes) carry no secrets,
+and these answer only up/ready."""
 
 
 class ApiKeys:

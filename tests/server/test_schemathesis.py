@@ -36,7 +36,9 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def fuzz_server(engine: LocalEngineClient) -> Iterator[LiveServer]:
-    server = start_server(create_app(ServerConfig(limits=FUZZ_LIMITS), engines=[engine]))
+    # No predictive models or batch folder from the checkout: this schema is the OpenAI API.
+    config = ServerConfig(limits=FUZZ_LIMITS, model_repository=None, batch_dir=None)
+    server = start_server(create_app(config, engines=[engine]))
     yield server
     server.stop()
 
