@@ -9,7 +9,9 @@ import sys
 
 # Each name is a module of augury.cli with `add_parser(subparsers) -> None`; the parser it adds
 # sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = ("generate", "chat", "info", "serve", "elm", "batch", "stream")
+COMMANDS: tuple[str, ...] = (
+    "generate", "chat", "info", "serve", "export", "elm", "batch", "stream",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,13 +120,21 @@ def load_model_and_tokenizer(
     path: str | None,
     dtype: torch.dtype,
     device: str,
-    quantization: str = "none",
+    quantization: str = "auto",
     dense_above: int | None = None,
-) -> tuple[LoadedModel, LlamaModel, Tokenizer]:
-    """Weights, a built model and its tokenizer, from a GGUF file or a Hugging Face folder."""
+) -> tuple[LlamaModel, Tokenizer]:
+    """A built model and its tokenizer, from a GGUF file, a Hugging Face folder or an
+    `augury export` folder (whose weights are quantized already)."""
+    from augury.models.export import exported_quantization, load_exported
     from augury.models.loader import load_weights
 
     source = Path(path) if path else default_model_path()
+    exported = exported_quantization(source)
+    if exported is not None:
+        if quantization not in ("auto", exported):
+            raise ValueError(f"{source} holds {exported} weights; quantization {quantization!r}")
+        log.info("weights: %s, exported %s", source, exported)
+        return load_exported(source, dtype, device), Tokenizer.from_dir(source)
     loaded = load_weights(source)
     if quantization == "auto":
         quantization, dense_above = auto_quantization(loaded, dtype, device, dense_above)
@@ -148,10 +156,8 @@ def load_model_and_tokenizer(
     )
     loaded.tensors.clear()  # the model holds its own copies; free the float32 originals
     if source.is_dir():
-        tokenizer = Tokenizer.from_dir(source)
-    else:
-        tokenizer = Tokenizer.from_gguf_metadata(loaded.metadata)
-    return loaded, model, tokenizer
+        return model, Tokenizer.from_dir(source)
+    return model, Tokenizer.from_gguf_metadata(loaded.metadata)
 
 
 AUTO_DENSE_ABOVE = 8
@@ -207,7 +213,7 @@ class LLMEngine:
     def from_config(cls, config: EngineConfig) -> LLMEngine:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        _, model, tokenizer = load_model_and_tokenizer(
+        model, tokenizer = load_model_and_tokenizer(
             config.model,
             DTYPES[config.dtype],
             config.device,

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 Quantization = Literal["none", "int8", "int4"]
@@ -60,32 +59,50 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class QuantLinear(nn.Module):
     """y = x @ W^T with W stored as INT4 or INT8 codes plus float scales (bias-free).
 
-    With `dense_above`, the float weight is kept as a child nn.Linear (packed for oneDNN later
-    like any other linear) and used for inputs of more than that many rows."""
+    With `dense` (an nn.Linear holding the float weight, packed for oneDNN later like any
+    other linear) it serves inputs of more than `dense_above` rows."""
 
     def __init__(
-        self, weight: torch.Tensor, mode: Quantization, dense_above: int | None = None
+        self,
+        codes: torch.Tensor,
+        scales: torch.Tensor,
+        mode: Quantization,
+        dense: nn.Linear | None = None,
+        dense_above: int | None = None,
     ) -> None:
+        """codes: int4: (N, K) int32 in 0..15, with scales_and_zeros (K / 32, N, 2);
+        int8: (N, K) int8, with scales (N,)."""
         super().__init__()
         if mode not in ("int8", "int4"):
             raise ValueError(f"QuantLinear mode must be 'int8' or 'int4', got {mode!r}")
         self.mode = mode
-        self.out_features, self.in_features = weight.shape
+        self.out_features, self.in_features = codes.shape
         self.dense_above = dense_above
         if mode == "int4":
-            codes, scales = quantize_int4(weight)
             # innerKTiles=1: the CPU kernel's packing ignores the tiling argument.
             codes = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
-        else:
-            codes, scales = quantize_int8(weight)
         self.codes: torch.Tensor
         self.scales: torch.Tensor  # floating: follows the model's dtype cast
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales)
-        self.dense: nn.Module | None = None
+        self.dense = dense
+
+    @classmethod
+    def from_weight(
+        cls, weight: torch.Tensor, mode: Quantization, dense_above: int | None = None
+    ) -> QuantLinear:
+        """Quantize an (N, K) float weight; keep it as `dense` too when dense_above is set."""
+        if mode == "int4":
+            codes, scales = quantize_int4(weight)
+        elif mode == "int8":
+            codes, scales = quantize_int8(weight)
+        else:
+            raise ValueError(f"QuantLinear mode must be 'int8' or 'int4', got {mode!r}")
+        dense = None
         if dense_above is not None:
-            self.dense = nn.Linear(self.in_features, self.out_features, bias=False)
-            self.dense.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+            dense = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            dense.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        return cls(codes, scales, mode, dense, dense_above)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
@@ -130,11 +147,18 @@ def quantize_linears(
                 continue
             if child.weight.device.type != "cpu":
                 raise ValueError("weight-only quantization runs on the CPU only")
-            setattr(parent, name, QuantLinear(child.weight, mode, dense_above))
+            setattr(parent, name, QuantLinear.from_weight(child.weight, mode, dense_above))
             swapped += 1
     return swapped
 
 
-def reference_linear(x: torch.Tensor, layer: QuantLinear) -> torch.Tensor:
-    """The layer's output computed from its dequantized weight in float32 (tests)."""
-    return F.linear(x.float(), layer.dequantized())
+def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """(N, K) int codes in 0..15 -> (N, K / 2) uint8, even columns in the low nibble (files)."""
+    c = codes.to(torch.uint8)
+    return c[:, 0::2] | (c[:, 1::2] << 4)
+
+
+def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of pack_nibbles: (N, K / 2) uint8 -> (N, K) int32."""
+    low, high = packed & 0x0F, packed >> 4
+    return torch.stack([low, high], dim=-1).view(packed.shape[0], -1).to(torch.int32)

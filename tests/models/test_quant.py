@@ -39,7 +39,7 @@ def test_int4_requantization_recovers_q4_1_codes_exactly() -> None:
 def test_quant_linear_equals_a_float_matmul_with_its_dequantized_weight(mode: str) -> None:
     g = torch.Generator().manual_seed(1)
     w = torch.randn(96, 128, generator=g)
-    layer = QuantLinear(w, mode)  # type: ignore[arg-type]
+    layer = QuantLinear.from_weight(w, mode)  # type: ignore[arg-type]
     x = torch.randn(5, 128, generator=g)
     torch.testing.assert_close(layer(x), F.linear(x, layer.dequantized()), rtol=1e-5, atol=1e-4)
     # The codes are close to the weight: INT8 to 1/254 of each row's range, INT4 to 1/30 of a
@@ -52,7 +52,7 @@ def test_quant_linear_equals_a_float_matmul_with_its_dequantized_weight(mode: st
 def test_quant_linear_uses_its_dense_weight_above_the_row_threshold() -> None:
     g = torch.Generator().manual_seed(2)
     w = torch.randn(64, 64, generator=g)
-    layer = QuantLinear(w, "int4", dense_above=4)
+    layer = QuantLinear.from_weight(w, "int4", dense_above=4)
     few, many = torch.randn(4, 64, generator=g), torch.randn(5, 64, generator=g)
     torch.testing.assert_close(layer(few), F.linear(few, layer.dequantized()), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(layer(many), F.linear(many, w))

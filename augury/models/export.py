@@ -1,0 +1,172 @@
+"""`augury export`: a self-contained model folder that `augury serve --model OUT/` runs offline.
+
+Layout (a Hugging Face-style folder):
+- `config.json`: the architecture, plus `"augury_quantization": {"mode", "group_size"}` when
+  the decoder's linears are quantized;
+- `model.safetensors`: the embedding, the norms (and an untied LM head) in bfloat16, and for
+  each decoder linear (fused `qkv_proj`, `o_proj`, `gate_up_proj`, `down_proj`)
+  `<name>.codes` and `<name>.scales`: INT4 codes two to a byte (N, K / 2) uint8 with
+  scales_and_zeros (K / 32, N, 2), or INT8 codes (N, K) with per-row scales (N,);
+- `tokenizer.json` and `tokenizer_config.json` (with the chat template).
+With `--quantize none` the folder is a plain Hugging Face checkpoint in bfloat16.
+
+Loading a quantized folder builds the quantized layers straight from their codes: no float copy
+of the linears is ever made, so start-up is quick and memory stays at the quantized size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from augury.models.config import LlamaConfig, LoadedModel
+from augury.models.default import default_model_path
+from augury.models.llama import LlamaModel
+from augury.models.loader import load_weights
+from augury.models.loader.hf import CONFIG_FILE, config_from_hf, hf_config, save_hf
+from augury.models.packed import pack_linears
+from augury.models.quant import (
+    INT4_GROUP,
+    Quantization,
+    QuantLinear,
+    pack_nibbles,
+    quantize_int4,
+    quantize_int8,
+    unpack_nibbles,
+)
+from augury.models.tokenizer import Tokenizer
+
+QUANT_KEY = "augury_quantization"
+WEIGHTS = "model.safetensors"
+LINEARS = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
+"""The decoder's linear layers, by their module path inside a block (fused layout)."""
+SERVING_DTYPE = torch.bfloat16
+
+
+def export_model(source: str | Path | None, out: str | Path, quantization: Quantization) -> Path:
+    """Write the model at `source` (None: the bundled SmolLM2) into the folder `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; export into a new folder")
+    path = Path(source) if source else default_model_path()
+    loaded = load_weights(path)
+    tokenizer = (
+        Tokenizer.from_dir(path) if path.is_dir() else Tokenizer.from_gguf_metadata(loaded.metadata)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    if quantization == "none":
+        tensors = {k: v.to(SERVING_DTYPE) for k, v in loaded.tensors.items()}
+        save_hf(LoadedModel(loaded.config, tensors, "BF16", loaded.metadata), out)
+    else:
+        _save_quantized(loaded, out, quantization)
+    tokenizer.save(out)
+    return out
+
+
+def _save_quantized(loaded: LoadedModel, out: Path, mode: Quantization) -> None:
+    model = LlamaModel(loaded.config)  # float32, fused q/k/v and gate/up
+    model.load_weights(loaded.tensors)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters(remove_duplicate=True):
+        if not any(f".{linear}." in f".{name}" for linear in LINEARS):
+            tensors[f"model.{name}" if name != "lm_head.weight" else name] = param.to(SERVING_DTYPE)
+    tensors.pop("lm_head.weight", None)  # tied to the embedding, or saved below
+    if not loaded.config.tie_word_embeddings:
+        tensors["lm_head.weight"] = model.lm_head.weight.to(SERVING_DTYPE)
+    for i, block in enumerate(model.blocks()):
+        for linear in LINEARS:
+            weight = block.get_submodule(linear).get_parameter("weight")
+            if mode == "int4":
+                codes, scales = quantize_int4(weight)
+                codes = pack_nibbles(codes)
+            else:
+                codes, scales = quantize_int8(weight)
+            tensors[f"model.layers.{i}.{linear}.codes"] = codes.contiguous()
+            tensors[f"model.layers.{i}.{linear}.scales"] = scales.to(SERVING_DTYPE).contiguous()
+    tmp = out / (WEIGHTS + ".partial")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(out / WEIGHTS)
+    config = hf_config(loaded.config, SERVING_DTYPE)
+    config[QUANT_KEY] = {"mode": mode, "group_size": INT4_GROUP if mode == "int4" else None}
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def exported_quantization(directory: Path) -> str | None:
+    """The quantization of an exported folder, or None for anything else."""
+    config_file = directory / CONFIG_FILE
+    if not directory.is_dir() or not config_file.is_file():
+        return None
+    section = json.loads(config_file.read_text(encoding="utf-8")).get(QUANT_KEY)
+    return str(section["mode"]) if isinstance(section, dict) and "mode" in section else None
+
+
+def load_exported(directory: str | Path, dtype: torch.dtype, device: str) -> LlamaModel:
+    """Build the model of a quantized export folder (bfloat16, CPU)."""
+    directory = Path(directory)
+    raw = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    mode = raw[QUANT_KEY]["mode"]
+    if mode not in ("int8", "int4"):
+        raise ValueError(f"{directory}: unknown {QUANT_KEY}.mode {mode!r}")
+    if dtype != SERVING_DTYPE or torch.device(device).type != "cpu":
+        raise ValueError(f"{directory} holds {mode} weights: serve it in bfloat16 on the CPU")
+    config = config_from_hf(raw)
+    with torch.device("meta"):
+        model = LlamaModel(config)
+    with safe_open(str(directory / WEIGHTS), framework="pt") as f:
+        names = set(f.keys())
+        missing = sorted(_expected_names(config) - names)
+        if missing:
+            raise ValueError(
+                f"{directory / WEIGHTS} lacks {len(missing)} tensors, e.g. {missing[0]}"
+            )
+        for name in _dense_names(config):
+            _set_param(model, name.removeprefix("model."), f.get_tensor(name))
+        for i, block in enumerate(model.blocks()):
+            for linear in LINEARS:
+                key = f"model.layers.{i}.{linear}"
+                codes, scales = f.get_tensor(key + ".codes"), f.get_tensor(key + ".scales")
+                if mode == "int4":
+                    codes = unpack_nibbles(codes)
+                parent, _, child = linear.rpartition(".")
+                setattr(block.get_submodule(parent), child, QuantLinear(codes, scales, mode))
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.rotary.build(torch.device("cpu"))
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"{directory}: no values for {left[:3]}")
+    model = model.to(dtype=dtype).eval()
+    model.requires_grad_(False)
+    pack_linears(model)  # the LM head (the only dense linear left)
+    return model
+
+
+def _dense_names(config: LlamaConfig) -> list[str]:
+    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    for i in range(config.num_layers):
+        p = f"model.layers.{i}."
+        names += [p + "input_layernorm.weight", p + "post_attention_layernorm.weight"]
+    if not config.tie_word_embeddings:
+        names.append("lm_head.weight")
+    return names
+
+
+def _expected_names(config: LlamaConfig) -> set[str]:
+    quantized = {
+        f"model.layers.{i}.{linear}.{part}"
+        for i in range(config.num_layers)
+        for linear in LINEARS
+        for part in ("codes", "scales")
+    }
+    return set(_dense_names(config)) | quantized
+
+
+def _set_param(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    module_path, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_path) if module_path else model
+    setattr(module, attr, nn.Parameter(value, requires_grad=False))
