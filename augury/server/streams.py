@@ -107,7 +107,8 @@ class Connection:
 
     async def _receive(self) -> str | bytes | None:
         """The next frame's payload; None on disconnect; TimeoutError when idle too long."""
-        message = await asyncio.wait_for(self.ws.receive(), self.config.idle_timeout_s)
+        async with asyncio.timeout(self.config.idle_timeout_s):  # no task per frame
+            message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             return None
         payload: str | bytes | None = message.get("text")

@@ -31,7 +31,8 @@ class StreamConfig:
     result_buffer: int = 1024
     """Results kept per session for replay to a client that resumes."""
     worker_batch: int = 256
-    """Events the session worker takes from its queue at once."""
+    """Events the scheduler takes from a session's queue per step; also the result frames a
+    session's outbox may hold before the scheduler waits for its client to read."""
 
     def __post_init__(self) -> None:
         kind, size, stride = self.default_window

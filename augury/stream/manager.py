@@ -16,6 +16,7 @@ from augury.stream.checkpoint import Checkpoint, CheckpointStore, token_digest, 
 from augury.stream.config import StreamConfig
 from augury.stream.protocol import FrameError, OpenFrame, ResumeFrame
 from augury.stream.registry import ModelNotFound, ModelOptions, ModelRegistry
+from augury.stream.scheduler import Scheduler
 from augury.stream.session import Session, SessionCore, SessionSpec
 
 RESUME_WAIT_S = 3.0
@@ -30,6 +31,7 @@ class StreamManager:
         self.registry = registry or ModelRegistry(config.models_dir)
         self.store = CheckpointStore(config.resume_timeout_s, config.checkpoint_dir)
         self.live: dict[str, Session] = {}
+        self.scheduler = Scheduler()
         self._tokens: dict[str, str] = {}  # session id -> token digest, for live sessions
 
     def count(self, key_name: str | None = None) -> int:
@@ -41,8 +43,9 @@ class StreamManager:
         return live + self.store.count(key_name)
 
     def spec_of(self, frame: OpenFrame) -> SessionSpec:
-        """The session spec of an open frame (server defaults filled in); ValueError if bad."""
-        kind, size, stride = self.config.default_window
+        """The session spec of an open frame; ValueError if bad. A frame without a window
+        gets the model's default window, else the server's."""
+        kind, size, stride = self.registry.default_window(frame.model) or self.config.default_window
         if frame.window is not None:
             kind, size, stride = frame.window.kind, frame.window.size, frame.window.stride
         o = frame.options
@@ -92,7 +95,9 @@ class StreamManager:
             code = "model_not_found" if isinstance(exc, ModelNotFound) else "invalid_open"
             raise FrameError(code, str(exc)) from exc
         session_id, token = secrets.token_hex(12), secrets.token_urlsafe(24)
-        session = Session(session_id, key_name, core, self.config.worker_batch)
+        session = Session(
+            session_id, key_name, core, self.config.worker_batch, self.scheduler.notify
+        )
         self.live[session_id] = session
         self._tokens[session_id] = token_digest(token)
         return session, token
@@ -127,7 +132,13 @@ class StreamManager:
         core = self._build(SessionSpec.from_json(checkpoint.spec))
         core.load(checkpoint.core)
         self.store.remove(frame.session_id)
-        session = Session(checkpoint.session_id, key_name, core, self.config.worker_batch)
+        session = Session(
+            checkpoint.session_id,
+            key_name,
+            core,
+            self.config.worker_batch,
+            self.scheduler.notify,
+        )
         self.live[session.id] = session
         self._tokens[session.id] = checkpoint.token_digest
         return session
@@ -157,3 +168,4 @@ class StreamManager:
         """Checkpoint every live session (server shutdown)."""
         for session in list(self.live.values()):
             await self.detach(session)
+        await self.scheduler.stop()

@@ -120,7 +120,7 @@ class ZScoreDetector:
         z = (x - self.mean) / np.sqrt(self.var + 1e-12 + 1e-6 * self.mean**2)
         out = ModelOutput()
         if self.n >= self.warmup:  # the feature statistics are settled: score the window
-            out = _judge(self.threshold, float(np.sqrt(np.mean(z * z))))
+            out = _judge(self.threshold, math.sqrt(float(z @ z) / z.shape[0]))  # RMS of z
         if not out.anomaly:
             self.n += 1
             w = 1.0 / self.n if self.n <= self.warmup else self.alpha

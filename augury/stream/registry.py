@@ -11,13 +11,21 @@ Any other name is looked up as `models_dir/NAME` (a folder written by `augury.el
 latest version): the session adapts that trained ELM online from its labelled windows, starting
 at the trained weights. Its feature count must match the session's feature vector.
 
+A model folder may declare the window its sessions get when their "open" frame names none,
+in an optional table of its model.toml (else the server's default window applies):
+
+    [stream]
+    window = { kind = "count", size = 64, stride = 32 }   # or kind = "time", in seconds
+
 (augury/predict's ModelRepository serves stateless batched requests; stream sessions need a
 per-session model state, so they resolve models here.)
 """
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,12 +140,50 @@ class ModelRegistry:
             trained.hidden_, trained.beta_, trained.intercept_, classes, o.forgetting, o.ridge
         )
 
+    def default_window(self, name: str) -> tuple[str, float, float] | None:
+        """The window a model folder declares (see the module docstring), or None: built-in
+        models, unknown names and folders that declare none. ValueError for a bad one."""
+        folder = self._folder(name)
+        if folder is None:
+            return None
+        with (folder / "model.toml").open("rb") as f:
+            stream = tomllib.load(f).get("stream", {})
+        window = stream.get("window") if isinstance(stream, dict) else None
+        return None if window is None else _check_window(name, window)
+
+    def _folder(self, name: str) -> Path | None:
+        if name in BUILTIN or self.models_dir is None or not _NAME.fullmatch(name):
+            return None
+        folder = self.models_dir / name
+        return folder if (folder / "model.toml").is_file() else None
+
     def _load(self, name: str) -> ClassifierHead | RegressorHead:
         if name in self._trained:
             return self._trained[name]
-        folder = None if self.models_dir is None else self.models_dir / name
-        if folder is None or not _NAME.fullmatch(name) or not (folder / "model.toml").is_file():
+        folder = self._folder(name)
+        if folder is None:
             raise ModelNotFound(f"no stream model {name!r}; available: {', '.join(self.names())}")
         model = load_model(folder)
         self._trained[name] = model
         return model
+
+
+def _check_window(name: str, window: object) -> tuple[str, float, float]:
+    """(kind, size, stride) of a model.toml [stream] window, or ValueError naming the fix."""
+    fix = (
+        f"model {name!r} declares a bad default window {window!r} in model.toml; write "
+        '[stream] window = {kind = "count" or "time", size = N > 0, stride = N > 0}'
+    )
+    if not isinstance(window, dict) or set(window) - {"kind", "size", "stride"}:
+        raise ValueError(fix)
+    kind, numbers = window.get("kind", "count"), (window.get("size"), window.get("stride"))
+    sizes = [
+        float(v)
+        for v in numbers
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    ]
+    if kind not in ("count", "time") or len(sizes) != 2:
+        raise ValueError(fix)
+    if kind == "count" and not all(v.is_integer() for v in sizes):
+        raise ValueError(f"{fix} (count windows need whole numbers of events)")
+    return str(kind), sizes[0], sizes[1]

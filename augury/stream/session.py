@@ -2,8 +2,11 @@
 
 SessionCore   the synchronous pipeline: dedup by id -> reorder -> window -> features ->
               model -> result frames (kept in a ring for replay); no I/O, checkpointable
-Session       the async shell: a bounded input queue filled by the socket reader, a worker
-              that drains it through the core and sends results, attach/detach of sockets
+Session       the async shell: a bounded input queue filled by the socket reader, an outbox
+              of frames written by a sender task, attach/detach of sockets. The shared
+              scheduler (scheduler.py) runs queued events through the cores of all sessions
+              at once: `windows` for each, features for all windows together, `results`
+              for each.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from augury.stream.backpressure import EventQueue, Overflow
-from augury.stream.features import check_features, extract, feature_names
+from augury.stream.features import check_features, extract_windows, feature_names
 from augury.stream.models import ModelOutput, StreamModel
 from augury.stream.windows import (
+    F64,
     CountWindower,
     Event,
     LatePolicy,
@@ -125,20 +129,30 @@ class SessionCore:
         self.counters.events_received += len(fresh)
         return fresh
 
-    def process(self, events: list[Event]) -> list[str]:
-        """Run events through the pipeline; returns the new result frames (JSON)."""
-        out: list[str] = []
+    def windows(self, events: list[Event]) -> list[Window]:
+        """Reorder and window events; returns the windows they complete."""
+        out: list[Window] = []
         for event in events:
             for ordered in self.reorder.push(event):
-                for window in self.windower.push(ordered):
-                    out.append(self._result(window))
+                out += self.windower.push(ordered)
         self.counters.reordered = self.reorder.reordered
         self.counters.late_dropped = self.reorder.dropped_late
         return out
 
-    def _result(self, window: Window) -> str:
-        s = self.spec
-        x = extract(window.times, window.values, s.features, s.n_bands)  # (n_features,)
+    def results(self, windows: list[Window], features: list[F64]) -> list[str]:
+        """Score each window's feature vector (in order: the model learns as it goes);
+        returns the result frames (JSON), also kept in the ring for replay."""
+        return [self._result(w, x) for w, x in zip(windows, features, strict=True)]
+
+    def process(self, events: list[Event]) -> list[str]:
+        """Run events through the whole pipeline; returns the new result frames (JSON)."""
+        windows = self.windows(events)
+        if not windows:
+            return []
+        (features,) = extract_windows([(windows, self.spec.features, self.spec.n_bands)])
+        return self.results(windows, features)
+
+    def _result(self, window: Window, x: F64) -> str:
         error: str | None = None
         try:
             output = self.model.step(x, window.label)
@@ -157,7 +171,7 @@ class SessionCore:
             "first_id": window.ids[0],
             "last_id": window.ids[-1],
         }
-        if s.include_ids:
+        if self.spec.include_ids:
             span["ids"] = window.ids
         frame = {
             "type": "result",
@@ -202,66 +216,115 @@ class SessionCore:
 
 
 class Session:
-    """A core with its input queue and worker; sockets attach and detach (see module doc)."""
+    """A core with its input queue, its outbox of frames to send and a sender task; sockets
+    attach and detach. The scheduler turns queued events into results (see scheduler.py)."""
 
     def __init__(
-        self, session_id: str, key_name: str, core: SessionCore, worker_batch: int
+        self,
+        session_id: str,
+        key_name: str,
+        core: SessionCore,
+        worker_batch: int,
+        notify: Callable[[Session], None] | None = None,
     ) -> None:
         self.id = session_id
         self.key_name = key_name
         self.core = core
         self.queue = EventQueue(core.spec.queue_size, core.spec.overflow)
         self.worker_batch = worker_batch
+        """Events the scheduler takes from the queue per step (and results the outbox may
+        hold before the scheduler waits for the client to read)."""
+        self.outbox: deque[str] = deque()
+        """Result frames waiting for the sender task."""
+        self._notify = notify or _run_alone
         self._send: Send | None = None
         self._send_lock = asyncio.Lock()
-        self._worker: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
         self._reported_drops = 0
 
     def attach(self, send: Send) -> None:
-        """Start sending results through `send` (and start the worker)."""
+        """Start sending frames through `send` (and start the sender task)."""
         self._send = send
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._work(), name=f"stream-{self.id}")
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._drain(), name=f"stream-{self.id}")
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the client is behind on reading: the scheduler leaves the queue alone."""
+        return len(self.outbox) >= self.worker_batch
 
     async def send(self, frame: dict[str, Any] | str) -> None:
-        """Send a frame if a client is attached (frames are serialized one at a time)."""
+        """Send a frame now, after the results already in the outbox, if a client is attached."""
         text = frame if isinstance(frame, str) else json.dumps(frame)
         async with self._send_lock:
+            await self._flush()
             if self._send is not None:
                 await self._send(text)
 
     async def put(self, events: list[Event]) -> None:
         """Queue the new ones of `events` (the reader calls this; it may wait: 'block')."""
         fresh = self.core.accept(events)
-        if fresh:
-            await self.queue.put(fresh)
+        done = 0
+        while done < len(fresh):
+            queued = self.queue.offer(fresh, done)
+            if queued > done:
+                self._notify(self)
+            done = queued
+            if done < len(fresh):
+                await self.queue.room()
 
-    async def _work(self) -> None:
+    def deliver(self, texts: list[str]) -> None:
+        """Hand result frames to the sender (the scheduler calls this), with a "dropped"
+        frame when the queue discarded events since the last report."""
+        self.core.counters.queue_dropped = self.queue.dropped
+        self.outbox.extend(texts)
+        if self.queue.dropped > self._reported_drops:
+            self._reported_drops = self.queue.dropped
+            self.outbox.append(json.dumps({"type": "dropped", "count": self.queue.dropped}))
+        if self.outbox and self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _flush(self) -> None:
+        """Send the outbox in order (call under the send lock); a dead socket empties it:
+        the ring keeps every result for replay."""
+        while self.outbox:
+            text = self.outbox.popleft()
+            if self._send is None:
+                self.outbox.clear()
+                return
+            try:
+                await self._send(text)
+            except Exception:
+                self._send = None
+                self.outbox.clear()
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            events = await self.queue.get(self.worker_batch)
-            self.core.counters.queue_dropped = self.queue.dropped
-            for text in self.core.process(events):
-                try:
-                    await self.send(text)
-                except Exception:  # the socket died: the ring keeps the result for replay
-                    self._send = None
-            if self.queue.dropped > self._reported_drops:
-                self._reported_drops = self.queue.dropped
-                await self.send({"type": "dropped", "count": self.queue.dropped})
+            if not self.outbox:
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+            async with self._send_lock:
+                await self._flush()
+            if len(self.queue):  # the scheduler skipped this session while it was backlogged
+                self._notify(self)
 
     async def detach(self) -> None:
-        """Stop the worker and run what is still queued, so the core holds every accepted
+        """Stop the sender and run what is still queued, so the core holds every accepted
         event's effect (results go to the ring only)."""
         self._send = None  # not under the lock: a send may hang on a dead socket
-        if self._worker is not None:
-            self._worker.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
             try:
-                await self._worker
+                await self._sender
             except asyncio.CancelledError:
                 pass
             except Exception:
-                log.exception("stream session %s worker failed", self.id)
-            self._worker = None
+                log.exception("stream session %s sender failed", self.id)
+            self._sender = None
+        self.outbox.clear()
         self.core.counters.queue_dropped = self.queue.dropped
         self.core.process(self.queue.take_all())
 
@@ -275,3 +338,9 @@ class Session:
             "last_event_id": self.core.last_event_id,
             "next_seq": self.core.next_seq,
         }
+
+
+def _run_alone(session: Session) -> None:
+    """Without a scheduler: score the session's queue at once (tests, tools)."""
+    while len(session.queue):
+        session.deliver(session.core.process(session.queue.take(session.worker_batch)))

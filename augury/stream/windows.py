@@ -101,6 +101,12 @@ class ReorderBuffer:
 
     def push(self, event: Event) -> list[Event]:
         """Accept one event; returns the events now released, in time order."""
+        if self.bound == 0.0:  # nothing is held back: in order or late
+            if event.t < self.max_t:
+                self.dropped_late += 1
+                return []
+            self.max_t = self.released_t = event.t
+            return [event]
         if event.t < self.max_t - self.bound:  # behind the watermark: its place may be gone
             self.dropped_late += 1
             return []
@@ -142,48 +148,119 @@ class ReorderBuffer:
 
 
 class CountWindower:
-    """Windows of `size` events every `stride` events."""
+    """Windows of `size` events every `stride` events.
+
+    Events are kept in preallocated arrays (times, values, ids) rather than a list of
+    objects, so a window is a slice; rows [head, head + n) hold stream positions
+    [first, first + n). Only the latest labelled event is remembered: it is the latest label
+    of a window exactly when its position falls inside the window.
+    """
 
     def __init__(self, size: int, stride: int) -> None:
         if size < 1 or stride < 1:
             raise ValueError(f"count windows need size >= 1 and stride >= 1, got {size}, {stride}")
         self.size, self.stride = int(size), int(stride)
-        self._buffer: deque[Event] = deque()
-        self._first = 0  # stream position of _buffer[0]
+        capacity = min(2 * self.size, 4096) + 64  # grows while more rows must be held
+        self._times = np.empty(capacity)  # (capacity,)
+        self._ids = np.empty(capacity, dtype=np.int64)  # (capacity,)
+        self._values: F64 | None = None  # (capacity, c), allocated at the first event
+        self._head = 0
+        self._n = 0
+        self._first = 0  # stream position of row _head
         self._seen = 0  # events pushed so far
         self._emitted = 0
+        self._label: tuple[int, float] | None = None  # (position, label) of the latest one
 
     def push(self, event: Event) -> list[Window]:
         position = self._seen  # of this event in the ordered stream
         self._seen += 1
+        if event.label is not None:
+            self._label = (position, event.label)
         start = self._emitted * self.stride  # of the next window
         if position < start:  # stride > size: the event falls between two windows
             return []
-        if not self._buffer:
+        if not self._n:
             self._first = position
-        self._buffer.append(event)
+        self._append(event)
         if position < start + self.size - 1:
             return []
-        events = list(self._buffer)  # exactly positions [start, start + size)
-        window = make_window(self._emitted, events[0].t, events[-1].t, events)
+        window = self._window(start)  # rows hold exactly positions [start, start + size)
         self._emitted += 1
-        while self._buffer and self._first < self._emitted * self.stride:
-            self._buffer.popleft()
-            self._first += 1
+        drop = min(self._n, self._emitted * self.stride - self._first)
+        self._head, self._n, self._first = self._head + drop, self._n - drop, self._first + drop
         return [window]
+
+    def _append(self, event: Event) -> None:
+        if self._values is None or self._values.shape[1] != event.values.shape[0]:
+            self._values = np.empty((self._times.shape[0], event.values.shape[0]))
+        if self._head + self._n == self._times.shape[0]:
+            self._compact()
+        row = self._head + self._n
+        self._times[row], self._ids[row], self._values[row] = event.t, event.id, event.values
+        self._n += 1
+
+    def _compact(self) -> None:
+        """Move the held rows to the front, doubling the arrays when they are half full (so
+        a move happens at most once per `capacity - n` events)."""
+        assert self._values is not None
+        capacity = self._times.shape[0]
+        if 2 * self._n > capacity:
+            capacity *= 2
+        rows = slice(self._head, self._head + self._n)
+        times, ids = np.empty(capacity), np.empty(capacity, dtype=np.int64)
+        values = np.empty((capacity, self._values.shape[1]))
+        times[: self._n], ids[: self._n], values[: self._n] = (
+            self._times[rows],
+            self._ids[rows],
+            self._values[rows],
+        )
+        self._times, self._ids, self._values, self._head = times, ids, values, 0
+
+    def _window(self, start: int) -> Window:
+        assert self._values is not None and start == self._first and self._n == self.size
+        rows = slice(self._head, self._head + self.size)
+        times = self._times[rows].copy()  # (size,)
+        label = self._label[1] if self._label and self._label[0] >= start else None
+        return Window(
+            index=self._emitted,
+            start=float(times[0]),
+            end=float(times[-1]),
+            times=times,
+            values=self._values[rows].copy(),  # (size, c)
+            ids=self._ids[rows].tolist(),
+            label=label,
+        )
+
+    def _held(self) -> list[Event]:
+        if self._values is None:
+            return []
+        out = []
+        for i in range(self._n):
+            row = self._head + i
+            label = self._label[1] if self._label and self._label[0] == self._first + i else None
+            out.append(
+                Event(int(self._ids[row]), float(self._times[row]), self._values[row], label)
+            )
+        return out
 
     def state(self) -> dict[str, Any]:
         return {
-            "buffer": [e.to_json() for e in self._buffer],
+            "buffer": [e.to_json() for e in self._held()],
             "first": self._first,
             "seen": self._seen,
             "emitted": self._emitted,
         }
 
     def load(self, state: dict[str, Any]) -> None:
-        self._buffer = deque(Event.from_json(row) for row in state["buffer"])
-        self._first, self._seen = int(state["first"]), int(state["seen"])
-        self._emitted = int(state["emitted"])
+        self._head = self._n = 0
+        self._label = None
+        self._first = int(state["first"])
+        for i, row in enumerate(state["buffer"]):
+            event = Event.from_json(row)
+            self._append(event)
+            if event.label is not None:
+                self._label = (self._first + i, event.label)
+        self._seen, self._emitted = int(state["seen"]), int(state["emitted"])
 
 
 class TimeWindower:

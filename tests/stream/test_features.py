@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from augury.stream.features import FEATURES, check_features, extract, feature_names
+from augury.stream.features import (
+    FEATURES,
+    check_features,
+    extract,
+    extract_batch,
+    extract_windows,
+    feature_names,
+)
+from augury.stream.windows import Window
 
 
 def reference(times: np.ndarray, values: np.ndarray, n_bands: int) -> np.ndarray:
@@ -51,3 +59,59 @@ def test_names_and_validation() -> None:
     assert feature_names(["x"], ["mean", "bands"], 2) == ["x.mean", "x.band0", "x.band1"]
     with pytest.raises(ValueError, match="unknown feature 'kurtosis'"):
         check_features(["kurtosis"], 4)
+
+
+def windows_of(times: np.ndarray, values: np.ndarray, starts: list[int], size: int) -> list[Window]:
+    return [
+        Window(
+            k,
+            times[s],
+            times[s + size - 1],
+            times[s : s + size],
+            values[s : s + size],
+            list(range(s, s + size)),
+            None,
+        )
+        for k, s in enumerate(starts)
+    ]
+
+
+@pytest.mark.parametrize("stride", [1, 3, 8])
+def test_batched_features_equal_per_window_reference(stride: int) -> None:
+    rng = np.random.default_rng(stride)
+    times = np.cumsum(rng.uniform(0.001, 0.02, 200))
+    values = rng.normal(size=(200, 2)) * [1.0, 1e3] + [0.0, 5e3]
+    windows = windows_of(times, values, list(range(0, 200 - 16 + 1, stride)), 16)
+    batched = extract_batch(
+        np.stack([w.times for w in windows]), np.stack([w.values for w in windows]), FEATURES, 3
+    )
+    for w, row in zip(windows, batched, strict=True):
+        np.testing.assert_allclose(row, reference(w.times, w.values, 3), rtol=1e-9, atol=1e-6)
+
+
+def test_extract_windows_groups_mixed_shapes_across_sessions() -> None:
+    """Time windows of varying length and sessions with other channels or features: each
+    vector equals the single-window extraction."""
+    rng = np.random.default_rng(7)
+    times = np.sort(rng.uniform(0, 10, 300))
+    one, three = rng.normal(size=(300, 1)), rng.normal(size=(300, 3))
+    starts = [0, 5, 9, 40, 41, 100]
+    jobs = [
+        (windows_of(times, one, starts, 12), FEATURES, 4),
+        (windows_of(times, three, starts, 12), ("mean", "bands"), 2),
+        (windows_of(times, one, starts, 7) + windows_of(times, one, [3], 1), FEATURES, 4),
+        ([], FEATURES, 4),
+    ]
+    got = extract_windows(jobs)
+    assert [len(rows) for rows in got] == [6, 6, 7, 0]
+    for (windows, features, n_bands), rows in zip(jobs, got, strict=True):
+        for w, row in zip(windows, rows, strict=True):
+            np.testing.assert_array_equal(row, extract(w.times, w.values, features, n_bands))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_short_windows_with_more_bands_than_bins(n: int) -> None:
+    rng = np.random.default_rng(n)
+    times, values = np.arange(float(n)), rng.normal(size=(n, 2))
+    got = extract(times, values, FEATURES, 4)
+    np.testing.assert_allclose(got, reference(times, values, 4), rtol=1e-9, atol=1e-12)

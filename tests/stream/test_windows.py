@@ -137,3 +137,34 @@ def test_bad_window_parameters_raise() -> None:
         TimeWindower(1.0, 0.0)
     with pytest.raises(ValueError, match="late policy"):
         ReorderBuffer("keep", 0.0)  # type: ignore[arg-type]
+
+
+def test_count_windows_larger_than_the_first_buffer() -> None:
+    """Size 5000 outgrows the first allocation: the buffer grows and keeps every event."""
+    events = stream(12_000, dt=0.001)
+    windows = run(CountWindower(5000, 700), events)
+    assert [w.ids for w in windows] == reference_count(events, 5000, 700)
+    assert all(np.array_equal(w.values[:, 0], np.array(w.ids, dtype=float)) for w in windows)
+
+
+@pytest.mark.parametrize(("size", "stride"), [(4, 4), (4, 2), (3, 5)])
+def test_count_window_label_is_latest_labelled_event_inside(size: int, stride: int) -> None:
+    events = stream(40)
+    for i in (2, 9, 10, 23):
+        events[i].label = float(i)
+    windower = CountWindower(size, stride)
+    for w in run(windower, events):
+        inside = [float(i) for i in w.ids if i in (2, 9, 10, 23)]
+        assert w.label == (inside[-1] if inside else None), w.ids
+
+
+def test_count_windower_checkpoint_keeps_a_held_label() -> None:
+    events = stream(30)
+    events[21].label = 5.0
+    whole = [(w.ids, w.label) for w in run(CountWindower(8, 8), events)]
+    first = CountWindower(8, 8)
+    head = [(w.ids, w.label) for w in run(first, events[:22])]
+    resumed = CountWindower(8, 8)
+    resumed.load(first.state())
+    assert head + [(w.ids, w.label) for w in run(resumed, events[22:])] == whole
+    assert whole[-1] == (list(range(16, 24)), 5.0)
