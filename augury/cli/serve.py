@@ -220,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         server_header=False,
+        # Streaming sessions send many small frames: compressing each costs more CPU than the
+        # loopback or LAN bytes it saves (measured in bench_stream).
+        ws_per_message_deflate=False,
     )
     server = DrainingServer(uv_config, drain)
     server.run()
