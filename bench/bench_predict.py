@@ -36,12 +36,14 @@ def serve(root: str, port: int, batching: str) -> None:
     from fastapi import FastAPI
 
     from augury.predict.repository import ModelRepository
+    from augury.server.app import tune_gc
     from augury.server.kserve import build_router, repository_lifespan
 
     override = {"max_batch_size": 1, "preferred_batch_sizes": ()} if batching == "off" else {}
     repo = ModelRepository(root, poll_interval_s=None, batching=override)
     app = FastAPI(lifespan=repository_lifespan(repo))
     app.include_router(build_router(repo))
+    tune_gc()  # as `augury serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

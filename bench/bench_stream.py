@@ -44,10 +44,11 @@ def serve(port: int) -> None:
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
     import uvicorn
 
-    from augury.server.app import create_app
+    from augury.server.app import create_app, tune_gc
     from augury.server.config import ServerConfig
 
     app = create_app(ServerConfig(api_keys={"bench": KEY}), engines=[])  # /v1/streams included
+    tune_gc()  # as `augury serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -25,7 +25,7 @@ import uvicorn
 
 from augury.cli.common import add_model_args, engine_config_from_args, parse_bytes
 from augury.scale.config import ScaleConfig, parse_autoscale, require_ray
-from augury.server.app import create_app, server_state
+from augury.server.app import create_app, server_state, tune_gc
 from augury.server.config import (
     API_KEYS_ENV,
     RateLimits,
@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
     )
     server = DrainingServer(uv_config, drain)
+    tune_gc()
     server.run()
     return 0 if server.started else 1
 
