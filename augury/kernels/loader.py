@@ -27,6 +27,9 @@ BUILD = HERE / "_build"
 NAME = "augury_kernels"
 SOURCES = [HERE / "paged_attention.cpp", HERE / "fused.cpp", HERE / "module.cpp"]
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math"]
+# libmvec: glibc's vector math (exp over many scores at once); absent elsewhere, the build
+# fails and the torch paths are used.
+LDFLAGS = ["-fopenmp", "-lmvec"]
 STALE_LOCK_SECONDS = 600
 
 
@@ -34,7 +37,7 @@ def _fingerprint() -> str:
     digest = hashlib.sha256()
     for source in SOURCES:
         digest.update(source.read_bytes())
-    digest.update(" ".join(CFLAGS).encode())
+    digest.update(" ".join(CFLAGS + LDFLAGS).encode())
     return digest.hexdigest()
 
 
@@ -60,7 +63,7 @@ def _build() -> ModuleType:
         name=NAME,
         sources=[str(s) for s in SOURCES],
         extra_cflags=CFLAGS,
-        extra_ldflags=["-fopenmp"],
+        extra_ldflags=LDFLAGS,
         build_directory=str(BUILD),
         verbose=False,
     )
