@@ -189,9 +189,17 @@ def serve_on_ray(config: ServerConfig, scale: ScaleConfig) -> int:
     scheme = "https" if config.ssl_certfile else "http"
     log.info("serving on %s://%s:%d through Ray Serve", scheme, config.host, config.port)
     done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+
+    def on_signal(*_: object) -> None:
+        done.set()
+
+    # Ray's core worker can install its own fatal-signal handler (which aborts the process)
+    # after ray.init has returned; Python cannot see a handler set in C, so re-assert ours
+    # while serving.
+    while not done.is_set():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        done.wait(0.5)
     log.info("shutting down the Ray Serve application (grace %.0f s)", config.grace_period)
     stop(scale)
     if scale.address is None:

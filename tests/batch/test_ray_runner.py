@@ -39,6 +39,16 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
+def assert_same_predictions(remote: list[dict[str, Any]], local: list[dict[str, Any]]) -> None:
+    """Same rows, ids and labels; probabilities equal to float32 rounding. Ray runs each actor
+    with one BLAS thread (OMP_NUM_THREADS=1), and a matmul split over another number of threads
+    sums in another order, so the last bits of a probability may differ."""
+    assert [(r["id"], r["label"]) for r in remote] == [(r["id"], r["label"]) for r in local]
+    for r, x in zip(remote, local, strict=True):
+        assert r.keys() == x.keys()
+        assert r["probabilities"] == pytest.approx(x["probabilities"], abs=1e-6), r["id"]
+
+
 def batch_run(*args: str) -> None:
     assert main(["batch", "run", "--progress-interval", "1000", *args]) == 0
 
@@ -70,7 +80,7 @@ def test_predict_on_ray_matches_local(
     batch_run(*common, "--output", str(tmp_path / "ray.jsonl"), "--engine", "ray",
               "--replicas", "2")  # fmt: skip
     local, remote = read_output(tmp_path / "local.jsonl"), read_output(tmp_path / "ray.jsonl")
-    assert remote == local
+    assert_same_predictions(remote, local)
     errors = (tmp_path / "ray.jsonl.errors.jsonl").read_text()
     assert errors == (tmp_path / "local.jsonl.errors.jsonl").read_text()
     if fmt == "jsonl":
@@ -115,7 +125,7 @@ def test_ray_resumes_a_job_the_local_engine_started(
     assert summary.cancelled and summary.counts.rows_done in (1000, 1500)
     batch_run(*common, "--output", str(out), "--engine", "ray", "--replicas", "2")
     batch_run(*common, "--output", str(tmp_path / "clean.jsonl"))
-    assert read_output(out) == read_output(tmp_path / "clean.jsonl")
+    assert_same_predictions(read_output(out), read_output(tmp_path / "clean.jsonl"))
     assert json.loads(Path(f"{out}.checkpoint.json").read_text())["done"]
 
 
