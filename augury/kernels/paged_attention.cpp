@@ -33,6 +33,14 @@ inline void load_row(const c10::BFloat16* src, float* dst, int64_t D) {
   for (int64_t d = 0; d < D; ++d) out[d] = static_cast<uint32_t>(raw[d]) << 16;
 }
 
+// Hint the caches to fetch `n` elements starting at `p` (one request per 64-byte line).
+template <typename T>
+inline void prefetch_block(const T* p, int64_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * static_cast<int64_t>(sizeof(T)); off += 64)
+    __builtin_prefetch(c + off, 0, 3);
+}
+
 template <typename T>
 void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* table,
                  int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB, int64_t BS,
@@ -43,8 +51,17 @@ void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* 
     for (int64_t d = 0; d < D; ++d) qf[g * D + d] = to_f(q[g * D + d]) * scale;
   std::vector<float> mx(G, -3.0e38f);  // finite: -ffast-math assumes no infinities
   std::vector<float> kf(D);
+  const int64_t n_blocks = (ctx + BS - 1) / BS;
+  prefetch_block(k_cache + (kvh * NB + table[0]) * BS * D, BS * D);
   for (int64_t t = 0; t < ctx; ++t) {
     const int64_t block = table[t / BS];
+    if (t % BS == 0) {
+      // Blocks are scattered over the cache: ask for the next key block and this value block
+      // now, so that their misses overlap with this block's work instead of stalling each row.
+      if (t / BS + 1 < n_blocks)
+        prefetch_block(k_cache + (kvh * NB + table[t / BS + 1]) * BS * D, BS * D);
+      prefetch_block(v_cache + (kvh * NB + block) * BS * D, BS * D);
+    }
     load_row(k_cache + ((kvh * NB + block) * BS + t % BS) * D, kf.data(), D);
     for (int64_t g = 0; g < G; ++g) {
       const float* qg = &qf[g * D];
