@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from augury.models.default import default_model_path
 from augury.models.llama import LlamaModel, build_model
 from augury.models.loader.gguf import load_gguf
 from augury.models.tokenizer import Tokenizer
+from augury.server.engine_client import LocalEngineClient, load_local_engine
 
 # One thread by default: on a shared 2-core machine, two OpenMP threads next to any other busy
 # process make small ops orders of magnitude slower. Set AUGURY_TEST_THREADS to change it.
@@ -34,6 +36,16 @@ def tokenizer(weights: LoadedModel) -> Tokenizer:
 @pytest.fixture(scope="session")
 def model_fp32(weights: LoadedModel) -> LlamaModel:
     return build_model(weights.config, weights.tensors, dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def local_engine() -> Iterator[LocalEngineClient]:
+    """The bundled model served by a real AsyncEngine (float32, one thread), shared by the
+    server and web tests of a session."""
+    config = EngineConfig(dtype="float32", kv_cache_memory=64 << 20, num_threads=1)
+    client = load_local_engine(config)
+    yield client
+    asyncio.run(client.shutdown())
 
 
 @pytest.fixture

@@ -71,13 +71,10 @@ def export_model(source: str | Path | None, out: str | Path, quantization: Quant
 def _save_quantized(loaded: LoadedModel, out: Path, mode: Quantization) -> None:
     model = LlamaModel(loaded.config)  # float32, fused q/k/v and gate/up
     model.load_weights(loaded.tensors)
-    tensors: dict[str, torch.Tensor] = {}
-    for name, param in model.named_parameters(remove_duplicate=True):
-        if not any(f".{linear}." in f".{name}" for linear in LINEARS):
-            tensors[f"model.{name}" if name != "lm_head.weight" else name] = param.to(SERVING_DTYPE)
-    tensors.pop("lm_head.weight", None)  # tied to the embedding, or saved below
-    if not loaded.config.tie_word_embeddings:
-        tensors["lm_head.weight"] = model.lm_head.weight.to(SERVING_DTYPE)
+    tensors = {  # the same names load_exported reads back
+        name: model.get_parameter(name.removeprefix("model.")).to(SERVING_DTYPE)
+        for name in _dense_names(loaded.config)
+    }
     for i, block in enumerate(model.blocks()):
         for linear in LINEARS:
             weight = block.get_submodule(linear).get_parameter("weight")

@@ -3,19 +3,16 @@ loopback port, and in-process apps reached through httpx's ASGI transport."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import torch
 
-from augury.llm.engine import EngineConfig
 from augury.server.app import create_app
 from augury.server.config import ServerConfig
-from augury.server.engine_client import EngineClient, LocalEngineClient, load_local_engine
+from augury.server.engine_client import EngineClient, LocalEngineClient
 
 # Re-exported for the server tests (the helper itself is shared with other suites).
 from tests.live_server import LiveServer as LiveServer
@@ -32,12 +29,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[LocalEngineClient]:
-    torch.set_num_threads(1)
-    config = EngineConfig(dtype="float32", kv_cache_memory=64 << 20, num_threads=1)
-    client = load_local_engine(config)
-    yield client
-    asyncio.run(client.shutdown())
+def engine(local_engine: LocalEngineClient) -> LocalEngineClient:
+    return local_engine
 
 
 @pytest.fixture(scope="session")

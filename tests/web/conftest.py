@@ -5,19 +5,16 @@ playwright package is missing (`make install` provides both)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
 
-from augury.llm.engine import EngineConfig
 from augury.server.app import create_app
 from augury.server.config import ServerConfig
-from augury.server.engine_client import LocalEngineClient, load_local_engine
+from augury.server.engine_client import LocalEngineClient
 from augury.stream.config import StreamConfig
 from tests.server.conftest import LiveServer, start_server
 
@@ -31,12 +28,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def web_engine() -> Iterator[LocalEngineClient]:
-    torch.set_num_threads(1)
-    config = EngineConfig(dtype="float32", kv_cache_memory=64 << 20, num_threads=1)
-    client = load_local_engine(config)
-    yield client
-    asyncio.run(client.shutdown())
+def web_engine(local_engine: LocalEngineClient) -> LocalEngineClient:
+    return local_engine
 
 
 @pytest.fixture(scope="session")

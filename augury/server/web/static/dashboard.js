@@ -4,23 +4,13 @@
 
 import { json } from "./api.js";
 import { LineChart } from "./chart.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = Number(new URLSearchParams(location.search).get("poll")) || 1000;
 const LISTS_MS = Math.max(POLL_MS, 2000); // batch jobs and streaming sessions
 const ms = (s) => (s === null || s === undefined ? null : s * 1000);
 const pct = (x) => (x === null || x === undefined ? null : x * 100);
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "className") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
 
 const rate = (x) => (x === null || x === undefined ? "–" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const count = (n) => Number(n).toLocaleString();

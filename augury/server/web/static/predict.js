@@ -3,22 +3,12 @@
 // text box) and shows the answer: top classes as bars, or the regression / embedding values.
 
 import { ApiError, errorText, json, request } from "./api.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const IMAGE_NAME = /image|img|picture|photo|pixels/i;
 const MAX_FIELDS = 64; // more columns than this: one box of comma-separated values
 const TOP_BARS = 5;
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "className") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
 
 let uid = 0;
 const nextId = (prefix) => `${prefix}-${++uid}`;
