@@ -15,7 +15,7 @@ import logging
 import shlex
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +161,16 @@ def build_application(config: ServerConfig, scale: ScaleConfig) -> Any:
     return ingress.bind(config, scale, llm, models)
 
 
-def start(config: ServerConfig, scale: ScaleConfig) -> None:
-    """Connect to (or start) Ray, start Serve's proxy on config.host:port and deploy."""
+def start(
+    config: ServerConfig, scale: ScaleConfig, on_connected: Callable[[], None] | None = None
+) -> None:
+    """Connect to (or start) Ray, start Serve's proxy on config.host:port and deploy.
+    on_connected runs as soon as ray.init returns (it installs its own SIGTERM handler)."""
     if not ray.is_initialized():
         extra = {} if scale.address else scale.ray_init
         ray.init(address=scale.address, **extra)
+    if on_connected is not None:
+        on_connected()
     http: dict[str, Any] = {"host": config.host, "port": config.port}
     if config.ssl_certfile is not None:
         http.update(ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile)
@@ -184,22 +189,25 @@ def stop(scale: ScaleConfig) -> None:
 
 
 def serve_on_ray(config: ServerConfig, scale: ScaleConfig) -> int:
-    """`augury serve --ray`: deploy, then serve until SIGINT/SIGTERM (exit code 0)."""
-    start(config, scale)
-    scheme = "https" if config.ssl_certfile else "http"
-    log.info("serving on %s://%s:%d through Ray Serve", scheme, config.host, config.port)
+    """`augury serve --ray`: deploy, then serve until SIGINT/SIGTERM (exit code 0).
+    A signal that arrives while deploying lets the deployment finish, then shuts it down."""
     done = threading.Event()
 
     def on_signal(*_: object) -> None:
         done.set()
 
-    # Ray's core worker can install its own fatal-signal handler (which aborts the process)
-    # after ray.init has returned; Python cannot see a handler set in C, so re-assert ours
-    # while serving.
-    while not done.is_set():
+    def catch_signals() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
-        done.wait(0.5)
+
+    # ray.init installs a SIGTERM handler that exits with code 15 (and, in C, absl's
+    # failure-signal handler that aborts): ours goes back in the moment ray.init returns.
+    catch_signals()
+    start(config, scale, on_connected=catch_signals)
+    scheme = "https" if config.ssl_certfile else "http"
+    log.info("serving on %s://%s:%d through Ray Serve", scheme, config.host, config.port)
+    while not done.wait(0.5):
+        catch_signals()  # in case a later Ray call installed its own again
     log.info("shutting down the Ray Serve application (grace %.0f s)", config.grace_period)
     stop(scale)
     if scale.address is None:
