@@ -26,6 +26,7 @@ from augury.server.context import RequestContextMiddleware
 from augury.server.engine_client import EngineClient, load_local_engine
 from augury.server.errors import install_exception_handlers
 from augury.server.kserve import build_embeddings_router, build_router
+from augury.server.kserve.fastpath import InferFastPath
 from augury.server.limits import BodySizeLimitMiddleware, RateLimiter
 from augury.server.metrics import ServerMetrics
 from augury.server.openai.routes import router as openai_router
@@ -101,6 +102,7 @@ def create_app(
     if repository is not None:
         app.include_router(build_router(repository))
         app.include_router(build_embeddings_router(repository))
+        app.add_middleware(InferFastPath, repository=repository)  # innermost: see its doc
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=config.limits.max_body_bytes,

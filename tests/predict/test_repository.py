@@ -85,3 +85,24 @@ async def test_bad_config_is_reported_by_field(tmp_path: Path) -> None:
     await repo.start()
     assert "batching.max_queue_delay_ms" in repo.index()[0].reason
     await repo.stop()
+
+
+async def test_start_sets_numpy_blas_threads(tmp_path: Path) -> None:
+    """The serving process runs numpy's BLAS on one thread by default (idle OpenBLAS threads
+    spin on the cores the event loop needs); blas_threads=None leaves them as they are."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    make_linear(tmp_path)
+    with threadpool_limits(2, user_api="blas"):  # restores the test process's own afterwards
+        assert blas_threads() == {2}
+        repo = ModelRepository(tmp_path, poll_interval_s=None, blas_threads=None)
+        await repo.start()
+        await repo.stop()
+        assert blas_threads() == {2}
+        repo = ModelRepository(tmp_path, poll_interval_s=None)
+        await repo.start()
+        await repo.stop()
+        assert blas_threads() == {1}

@@ -66,7 +66,7 @@ def build(out: Path, n_hidden: int = 1024) -> dict[str, Any]:
             "layout": "flat",
         },
         "postprocess": {"top_k": 3},
-        "batching": {"max_batch_size": 64, "max_queue_delay_ms": 2.0},
+        "batching": {"max_batch_size": 64, "max_queue_delay_ms": 0.0},
     }
     write_toml(out / NAME / "model.toml", spec)
     pipeline = Pipeline.load(load_config(out / NAME), folder)
