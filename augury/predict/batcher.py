@@ -95,13 +95,21 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         self._queued_rows += rows
         self._wakeup.set()
         timeout = self.config.timeout_ms / 1000 if timeout_s is None else timeout_s
+        # One timer handle per request (asyncio.wait_for costs a task-like wrapper each).
+        expiry = loop.call_later(timeout, self._expire, pending.future, timeout)
         try:
-            return await asyncio.wait_for(pending.future, timeout)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"model {self.name!r} did not answer within {timeout:.3g} s; "
-                "the server is overloaded or the timeout too short"
-            ) from None
+            return await pending.future
+        finally:
+            expiry.cancel()
+
+    def _expire(self, future: asyncio.Future[ResultT], timeout: float) -> None:
+        if not future.done():  # a queued request is then skipped; a running one dropped
+            future.set_exception(
+                RequestTimeout(
+                    f"model {self.name!r} did not answer within {timeout:.3g} s; "
+                    "the server is overloaded or the timeout too short"
+                )
+            )
 
     def run_now(self, items: Sequence[ItemT]) -> Sequence[ResultT | Exception]:
         """Run a batch synchronously, bypassing the queue (offline use and benchmarks)."""
