@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from augury.stream.protocol import encode_binary
@@ -163,7 +164,7 @@ class StreamClient:
         """The next frame from the server (bookkeeping of acks and result seqs done)."""
         if self.ws is None:
             raise RuntimeError("not connected: open() first")
-        frame: Frame = json.loads(await self.ws.recv())
+        frame: Frame = orjson.loads(await self.ws.recv())
         kind = frame.get("type")
         if kind == "result":
             self.last_result_seq = max(self.last_result_seq, int(frame["seq"]))

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
+
 from augury.stream.backpressure import EventQueue, Overflow
 from augury.stream.features import check_features, extract_windows, feature_names
 from augury.stream.models import ModelOutput, StreamModel
@@ -183,7 +185,7 @@ class SessionCore:
         if error is not None:
             frame["error"] = error
         self.next_seq += 1
-        text = json.dumps(frame)
+        text = orjson.dumps(frame, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         self.ring.append(text)
         return text
 

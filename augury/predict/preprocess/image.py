@@ -94,13 +94,19 @@ class ImagePreprocessor:
             with Image.open(io.BytesIO(data)) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise InvalidInput(f"image {i} is {img.width}x{img.height}: too large")
-                image = img.convert(self.mode)
+                # The pixels are copied out (np.array) before the file closes; a converted,
+                # resized or cropped image is already a copy of its own.
+                return self._pixels(img if img.mode == self.mode else img.convert(self.mode), i)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             if isinstance(exc, InvalidInput):
                 raise
             raise InvalidInput(f"image {i} is not a readable PNG or JPEG: {exc}") from None
+
+    def _pixels(self, image: Image.Image, i: int) -> NDArray[np.uint8]:
+        """Resize, centre-crop, then the (H, W, C) uint8 array."""
         if self.size is not None:
-            image = image.resize(self.size, Image.Resampling.BILINEAR)
+            if image.size != self.size:
+                image = image.resize(self.size, Image.Resampling.BILINEAR)
         elif self.resize is not None:
             w, h = image.size
             k = self.resize / min(w, h)
@@ -114,7 +120,7 @@ class ImagePreprocessor:
                 raise InvalidInput(f"image {i} is {w}x{h}, smaller than the {c}x{c} crop")
             left, top = (w - c) // 2, (h - c) // 2
             image = image.crop((left, top, left + c, top + c))
-        arr = np.asarray(image, dtype=np.uint8)
+        arr = np.array(image, dtype=np.uint8)
         return arr[:, :, None] if arr.ndim == 2 else arr  # (H, W, C)
 
 
