@@ -8,8 +8,11 @@ single-threaded; `AsyncEngine` drives it from a background thread and `LLM` driv
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
@@ -134,7 +137,9 @@ def load_model_and_tokenizer(
         if quantization not in ("auto", exported):
             raise ValueError(f"{source} holds {exported} weights; quantization {quantization!r}")
         log.info("weights: %s, exported %s", source, exported)
-        return load_exported(source, dtype, device), Tokenizer.from_dir(source)
+        model = load_exported(source, dtype, device)
+        release_freed_memory()
+        return model, Tokenizer.from_dir(source)
     loaded = load_weights(source)
     if quantization == "auto":
         quantization, dense_above = auto_quantization(loaded, dtype, device, dense_above)
@@ -155,9 +160,19 @@ def load_model_and_tokenizer(
         f" (dense above {dense_above} rows)" if quantization != "none" and dense_above else "",
     )
     loaded.tensors.clear()  # the model holds its own copies; free the float32 originals
+    release_freed_memory()
     if source.is_dir():
         return model, Tokenizer.from_dir(source)
     return model, Tokenizer.from_gguf_metadata(loaded.metadata)
+
+
+def release_freed_memory() -> None:
+    """Hand the pages that loading freed back to the OS (glibc's malloc_trim; nothing
+    elsewhere). glibc keeps them otherwise: ~140 MB of the RSS after loading an INT4 export."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):  # another C library (musl)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 AUTO_DENSE_ABOVE = 8

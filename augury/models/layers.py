@@ -97,7 +97,13 @@ class Rotary(nn.Module):
         self.head_dim = head_dim
         self.max_positions = max_positions
         self.theta = theta
-        self.build(torch.empty(0).device)
+        device = torch.empty(0).device
+        if device.type == "meta":  # placeholders until the loader calls build: computing the
+            # tables on meta would import sympy and ~800 modules (~80 MB of a serving process)
+            for name in ("cos", "sin"):
+                self.register_buffer(name, torch.empty(max_positions, head_dim), persistent=False)
+        else:
+            self.build(device)
 
     def build(self, device: torch.device) -> None:
         """(Re)compute the float32 tables on `device` (after a dtype cast or meta init)."""
