@@ -94,6 +94,8 @@ async def one_request(client: httpx.AsyncClient, body: dict[str, Any]) -> Reques
                 timing.gaps.append(now - last)
             last = now
     assert timing is not None, "no content streamed"
+    if not timing.tokens:  # a server that sends no usage chunk: one token per content chunk
+        timing.tokens = len(timing.gaps) + 1
     return timing
 
 

@@ -128,9 +128,11 @@ class LLMReplica:
     async def __init__(  # type: ignore[misc]
         self, engine: EngineConfig, app_name: str, report_interval_s: float
     ) -> None:
-        llm = await asyncio.to_thread(LLMEngine.from_config, engine)
-        self._engine = AsyncEngine(llm)
-        self._engine.start()
+        # Built in the thread that steps it (see AsyncEngine.load); to_thread only waits.
+        self._engine = await asyncio.to_thread(
+            AsyncEngine.load, lambda: LLMEngine.from_config(engine)
+        )
+        llm = self._engine.engine
         self._client = LocalEngineClient(self._engine)
         self._tokenizer = TokenizerParts.of(llm.tokenizer)
         self._vocab_size = llm.model.cfg.vocab_size

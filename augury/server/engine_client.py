@@ -110,7 +110,6 @@ class LocalEngineClient:
 
 
 def load_local_engine(config: EngineConfig) -> LocalEngineClient:
-    """Load the configured model (seconds) and start its step loop."""
-    engine = AsyncEngine(LLMEngine.from_config(config))
-    engine.start()
-    return LocalEngineClient(engine)
+    """Load the configured model (seconds) and start its step loop, both in the engine's own
+    thread (see AsyncEngine.load)."""
+    return LocalEngineClient(AsyncEngine.load(lambda: LLMEngine.from_config(config)))

@@ -48,3 +48,38 @@ def test_concurrent_streams_and_abort(make_tiny_engine: Callable[..., LLMEngine]
         asyncio.run(scenario())
     finally:
         aeng.shutdown()
+
+
+def test_load_builds_and_steps_in_one_thread(make_tiny_engine: Callable[..., LLMEngine]) -> None:
+    """AsyncEngine.load runs the build in the thread that then steps the engine (one OpenMP
+    team for both), returns once built, and hands back a failed build's exception."""
+    import threading
+
+    built_in: list[threading.Thread] = []
+
+    def build() -> LLMEngine:
+        built_in.append(threading.current_thread())
+        return make_tiny_engine()
+
+    aeng = AsyncEngine.load(build)
+    try:
+        assert aeng.running and aeng._thread is built_in[0]
+        assert built_in[0] is not threading.current_thread()
+        params = SamplingParams(temperature=0.0, max_tokens=5, ignore_eos=True)
+
+        async def first() -> int:
+            count = 0
+            async for out in aeng.generate([100, 7, 8], params):
+                count += sum(len(d.token_ids) for d in out.outputs)
+            return count
+
+        assert asyncio.run(first()) == 5
+    finally:
+        aeng.shutdown()
+    assert not aeng.running
+
+    def broken() -> LLMEngine:
+        raise FileNotFoundError("no such model: nowhere.gguf")
+
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.gguf"):
+        AsyncEngine.load(broken)
