@@ -1,11 +1,11 @@
 """Augury vs llama.cpp's own `llama-server`, side by side: same GGUF, same prompts, same clients.
 
     .venv/bin/python -m bench.bench_vs_llamacpp --llama-server PATH/llama-server
-        [--concurrency 1 4 16 64] [--max-tokens 128] [--threads 2] [--augury-threads 1]
+        [--concurrency 1 4 16 64] [--max-tokens 128] [--threads 2] [--augury-threads 2]
 
 Each server runs alone (one after the other) on a free loopback port, llama-server with
-`--threads` threads and Augury with `--augury-threads` torch threads (default 1: its event
-loop needs the other core):
+`--threads` threads and Augury with `--augury-threads` torch threads (both default 2, one per
+core):
 `augury serve` with the bundled SmolLM2-135M-Instruct Q4_1 GGUF (bfloat16, INT4 linears as
 `auto` picks; a 512 MiB KV cache, ~22k tokens), and `llama-server -m` the same file with
 continuous batching, `-np` = the largest concurrency and one KV pool of 16,384 tokens shared by
@@ -170,9 +170,8 @@ def main() -> None:
     parser.add_argument(
         "--augury-threads",
         type=int,
-        default=1,
-        help="Augury's torch threads: its engine thread and event loop share the 2 cores, and a "
-        "second OpenMP worker spinning on the loop's core slows serving",
+        default=2,
+        help="Augury's torch threads (its event loop shares the cores with them)",
     )
     args = parser.parse_args()
     if not Path(args.llama_server).is_file():
