@@ -108,3 +108,26 @@ def test_sampled_speculation_runs_and_frees_blocks(
     out = run_all(engine, grounded_prompts(tokenizer), params)
     assert all(len(s[0].token_ids) == 32 for s in out)
     assert engine.blocks.num_used == 0
+
+
+def test_rejected_drafts_pause_drafting(
+    make_engine: Callable[..., LLMEngine], tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drafts the target keeps rejecting (here: always token 0) stop costing verify work: after
+    ~12 rejected draft tokens the sequence drafts nothing for SPEC_PAUSE_STEPS steps, then probes
+    once. The output stays what plain decoding gives."""
+    from augury.llm import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "propose_ngram", lambda ids, room: [0] * room)
+    prompt = grounded_prompts(tokenizer)[0]
+    params = SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True)
+    expected = run_all(make_engine(speculative_tokens=0), [prompt], params)[0][0]
+    engine = make_engine(speculative_tokens=4)
+    got = run_all(engine, [prompt], params)[0][0]
+    assert got.token_ids == expected.token_ids
+    stats = engine.stats()
+    assert stats.spec_accepted_tokens == 0
+    # Without the pause every one of the 59 decode steps would draft 4 tokens (236); with it,
+    # 4 drafting steps, then one probe per SPEC_PAUSE_STEPS + 1 steps.
+    probes = 60 // (engine_module.SPEC_PAUSE_STEPS + 1) + 1
+    assert 0 < stats.spec_proposed_tokens <= 4 * (4 + probes) < 236
