@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.bench_server import run_level
-from bench.common import free_port, print_table, write_json
+from bench.common import free_port, print_table, sse_has_text, write_json
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -60,7 +60,7 @@ def first_token_s(url: str, started: float, deadline: float) -> float:
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
             r.raise_for_status()
             for line in r.iter_lines():
-                if line.startswith("data: ") and '"content"' in line:
+                if sse_has_text(line):
                     return time.perf_counter() - started
     raise RuntimeError("no first token before the deadline")
 

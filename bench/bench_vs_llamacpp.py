@@ -37,7 +37,7 @@ import httpx
 
 from augury.models.default import default_model_path
 from bench.bench_server import run_level
-from bench.common import free_port, print_table, write_json
+from bench.common import free_port, print_table, sse_has_text, write_json
 
 LONG_PROMPT = " ".join(
     f"Item {i}: the river carries silt from the mountains to the delta, where farmers plant rice."
@@ -103,18 +103,10 @@ def prefill_s(url: str, model: str) -> float:
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
             r.raise_for_status()
             for line in r.iter_lines():
-                if line.startswith("data: ") and _has_text(line.removeprefix("data: ")):
+                if sse_has_text(line):
                     break
         times.append(time.perf_counter() - start)
     return sorted(times)[1]
-
-
-def _has_text(data: str) -> bool:
-    """Whether an SSE chunk carries generated text (not the role-only first chunk)."""
-    if data == "[DONE]":
-        return False
-    choices = json.loads(data).get("choices") or [{}]
-    return bool(choices[0].get("delta", {}).get("content"))
 
 
 def prompt_tokens(url: str, model: str) -> int:

@@ -37,6 +37,16 @@ def free_port() -> int:
         return port
 
 
+def sse_has_text(line: str) -> bool:
+    """Whether an OpenAI streaming line (`data: {...}`) carries generated text: not the
+    role-only first chunk, the usage chunk or `[DONE]`."""
+    data = line.removeprefix("data: ")
+    if not line.startswith("data: ") or data == "[DONE]":
+        return False
+    choices = json.loads(data).get("choices") or [{}]
+    return bool(choices[0].get("delta", {}).get("content"))
+
+
 def machine() -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from augury.server.config import API_KEYS_ENV
 from augury.stream.client import StreamClient
+from augury.tasks import cancel_and_wait
 
 TICK_S = 0.01
 
@@ -155,9 +156,7 @@ async def replay(
         await asyncio.sleep(TICK_S)
     await asyncio.sleep(0.5)  # let the last results arrive
     done.set()
-    reader.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reader
+    await cancel_and_wait(reader)
     stats = await client.close() or {}
     return {**counts, "sent": sent, "seconds": round(time.monotonic() - start, 2), **stats}
 

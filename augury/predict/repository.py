@@ -28,6 +28,7 @@ from augury.predict.batcher import DynamicBatcher, Execute
 from augury.predict.config import MODEL_TOML, ModelConfig, load_config
 from augury.predict.errors import ConfigError, ModelNotFound, ModelNotReady
 from augury.predict.pipeline import InferRequest, InferResult, Pipeline
+from augury.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,7 @@ class ModelRepository:
             self._poller = asyncio.create_task(self._poll_forever(self.poll_interval_s))
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await cancel_and_wait(self._poller)
         for model in list(self._models.values()):
             await model.batcher.stop()
         self._models.clear()

@@ -4,7 +4,6 @@ replica on /metrics, and `GET /api/replicas` for dashboards and tests."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from augury.llm.outputs import EngineStats
 from augury.scale.load import ReplicaLoad, ensure_board, sum_stats
+from augury.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,8 @@ class LoadView:
             self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def of(self, deployment: str) -> list[ReplicaLoad]:
         return [load for load in self.loads if load.deployment == deployment]

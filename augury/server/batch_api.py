@@ -10,7 +10,6 @@ folder; `BatchService.start()` resumes unfinished batches from their checkpoints
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from augury.server.engine_client import EngineClient
 from augury.server.errors import APIError
 from augury.server.openai.routes import ERROR_RESPONSES
 from augury.server.state import ServerState
+from augury.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,8 @@ class BatchService:
 
     async def stop(self) -> None:
         """Stop the worker; a running batch keeps its checkpoint and resumes on next start."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        await cancel_and_wait(self._worker)
+        self._worker = None
 
     # -- API operations ------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ its sender catches up, so its queue fills and its overflow policy applies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from augury.stream.features import extract_windows
 from augury.stream.session import Session
 from augury.stream.windows import F64, Event, Window
+from augury.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Cancel the task (server shutdown; sessions score their leftovers on detach)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

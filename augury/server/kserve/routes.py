@@ -110,9 +110,6 @@ def build_router(repository: ModelRepository) -> APIRouter:
     """The /v2 routes serving `repository` (start it with `repository_lifespan`)."""
     router = APIRouter(tags=["kserve-v2"])
 
-    def get(name: str, version: str | None) -> ModelVersion:
-        return lookup(repository, name, version)
-
     @router.get("/v2")
     async def server_metadata() -> dict[str, Any]:
         return {"name": "augury", "version": augury.__version__, "extensions": EXTENSIONS}
@@ -132,7 +129,7 @@ def build_router(repository: ModelRepository) -> APIRouter:
     @router.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None) -> Response:
         try:
-            return JSONResponse(_metadata(get(name, version)))
+            return JSONResponse(_metadata(lookup(repository, name, version)))
         except PredictError as exc:
             return from_exception(exc)
 
@@ -140,7 +137,7 @@ def build_router(repository: ModelRepository) -> APIRouter:
     @router.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None) -> Response:
         try:
-            return JSONResponse(_config(get(name, version)))
+            return JSONResponse(_config(lookup(repository, name, version)))
         except PredictError as exc:
             return from_exception(exc)
 
@@ -148,7 +145,7 @@ def build_router(repository: ModelRepository) -> APIRouter:
     @router.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str | None = None) -> Response:
         try:
-            get(name, version)
+            lookup(repository, name, version)
         except PredictError as exc:
             return from_exception(exc)
         return JSONResponse({"name": name, "ready": True})
