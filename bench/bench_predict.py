@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvloop
 
 from bench.common import free_port, median, pct, print_table, write_json
 
@@ -181,7 +182,7 @@ def main() -> None:
             for model, (body, _) in bodies.items():
                 for clients in args.concurrency:
                     runs = [
-                        asyncio.run(load(port, model, body, clients, args.seconds))
+                        uvloop.run(load(port, model, body, clients, args.seconds))
                         for _ in range(args.repeat)
                     ]
                     runs.sort(key=lambda r: r["throughput_rps"])

@@ -66,6 +66,63 @@ def test_infer(live_repository: Server, binary: bool) -> None:
     ]
 
 
+@pytest.mark.parametrize("binary_out", [False, True])
+def test_tritonclient_gets_outputs_in_the_encoding_it_asks_for(
+    live_repository: Server, binary_out: bool
+) -> None:
+    client = th.InferenceServerClient(live_repository[0].url)
+    x = np.array([[2.0, 0.0], [-2.0, -2.0]], np.float32)
+    outputs = [
+        th.InferRequestedOutput(n, binary_data=binary_out) for n in ("probabilities", "label")
+    ]
+    result = client.infer("linear", [infer_input("input", x, "FP32", True)], outputs=outputs)
+    for name in ("probabilities", "label"):
+        meta = result.get_output(name)
+        assert ("data" in meta) is not binary_out
+        assert ("binary_data_size" in meta.get("parameters", {})) is binary_out
+    scores = x @ LINEAR_W
+    expected = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
+    labels = result.as_numpy("label").tolist()
+    assert labels == ([b"a", b"c"] if binary_out else ["a", "c"])  # binary BYTES come as bytes
+
+
+def test_binary_outputs_on_the_wire(live_repository: Server) -> None:
+    """binary_data_output answers every output as raw bytes after the JSON header (its length in
+    Inference-Header-Content-Length); an output's own binary_data overrides it."""
+    import httpx
+
+    tensor = {"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [2, 0, 0, 3]}
+    body = {"inputs": [tensor], "parameters": {"binary_data_output": True},
+            "outputs": [{"name": "probabilities"},
+                        {"name": "label", "parameters": {"binary_data": False}}]}  # fmt: skip
+    url = f"http://{live_repository[0].url}/v2/models/linear/infer"
+    response = httpx.post(url, content=json.dumps(body))
+    assert response.status_code == 200
+    size = int(response.headers["inference-header-content-length"])
+    head = json.loads(response.content[:size])
+    probs, label = head["outputs"]
+    assert label["data"] == ["a", "b"] and "parameters" not in label
+    assert probs["shape"] == [2, 3] and probs["datatype"] == "FP32"
+    assert probs["parameters"]["binary_data_size"] == 2 * 3 * 4 == len(response.content) - size
+    values = np.frombuffer(response.content[size:], "<f4").reshape(2, 3)
+    scores = np.array([[2.0, 0.0], [0.0, 3.0]], np.float32) @ LINEAR_W
+    np.testing.assert_allclose(
+        values, np.exp(scores) / np.exp(scores).sum(1, keepdims=True), rtol=1e-5
+    )
+    body = {"inputs": [tensor], "outputs": [{"name": "label", "parameters": {"binary_data": True}}]}
+    response = httpx.post(url, content=json.dumps(body))
+    size = int(response.headers["inference-header-content-length"])
+    raw = response.content[size:]
+    assert raw == b"\x01\x00\x00\x00a\x01\x00\x00\x00b"  # BYTES: 4-byte length, then the bytes
+    body["parameters"] = {"binary_data_output": "yes"}
+    response = httpx.post(url, content=json.dumps(body))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "parameters.binary_data_output must be true or false, got 'yes'"
+    }
+
+
 def test_infer_elm_written_model(live_repository: Server) -> None:
     """A folder written by augury.elm.save_model serves as it is."""
     client = th.InferenceServerClient(live_repository[0].url)

@@ -63,17 +63,8 @@ class InferFastPath:
         for key, value in scope["headers"]:
             if key == _HEADER_LENGTH:
                 header = value.decode("latin-1")
-        status, payload = await infer_answer(
-            self.repository, match[1], match[2], b"".join(chunks), header
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        answer = await infer_answer(self.repository, match[1], match[2], b"".join(chunks), header)
+        headers = answer.headers
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})

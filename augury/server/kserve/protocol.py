@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from augury.predict.config import KSERVE_TO_NUMPY, kserve_datatype
+from augury.predict.config import KSERVE_TO_NUMPY
 from augury.predict.errors import InvalidInput
 
 
@@ -132,22 +132,54 @@ def split_binary(
     return parts
 
 
+def binary_outputs(request: InferenceRequest) -> tuple[bool, dict[str, bool]]:
+    """Which outputs to answer as binary data: the request's `binary_data_output` (default
+    for every output; tritonclient sets it when no outputs are named) and each named output's
+    `binary_data`, which overrides it."""
+    default = _flag(request.parameters, "binary_data_output", "parameters")
+    chosen = {
+        o.name: _flag(o.parameters, "binary_data", f"output {o.name!r} parameters", default)
+        for o in request.outputs or ()
+    }
+    return default, chosen
+
+
+def _flag(params: dict[str, Any] | None, key: str, where: str, default: bool = False) -> bool:
+    value = (params or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}.{key} must be true or false, got {value!r}")
+    return value
+
+
 def encode_output(
-    name: str, value: NDArray[Any], parameters: dict[str, Any] | None
+    name: str, value: NDArray[Any], parameters: dict[str, Any] | None, binary: list[bytes] | None
 ) -> dict[str, Any]:
-    """A JSON output tensor."""
-    if value.dtype.kind in "OSU":
-        datatype = "BYTES"
-        data: list[Any] = [x.decode() if isinstance(x, bytes) else str(x) for x in value.ravel()]
-    else:
-        datatype = kserve_datatype(value.dtype.name)
-        data = value.ravel().tolist()
+    """An output tensor: its data in JSON, or, when `binary` is a list, appended to it as raw
+    little-endian bytes (BYTES elements each after a 4-byte length) with the byte count in
+    `parameters.binary_data_size`."""
+    text = value.dtype.kind in "OSU"
     out: dict[str, Any] = {
         "name": name,
-        "datatype": datatype,
+        "datatype": "BYTES" if text else _DATATYPES[value.dtype],
         "shape": list(value.shape),
-        "data": data,
     }
-    if parameters:
-        out["parameters"] = parameters
+    if binary is None:
+        if text:
+            out["data"] = [x.decode() if isinstance(x, bytes) else str(x) for x in value.ravel()]
+        else:
+            out["data"] = value.ravel().tolist()
+        if parameters:
+            out["parameters"] = parameters
+        return out
+    if text:
+        items = [x if isinstance(x, bytes) else str(x).encode() for x in value.ravel()]
+        raw = b"".join(struct.pack("<I", len(x)) + x for x in items)
+    else:
+        raw = np.ascontiguousarray(value, value.dtype.newbyteorder("<")).tobytes()
+    binary.append(raw)
+    out["parameters"] = {**(parameters or {}), "binary_data_size": len(raw)}
     return out
+
+
+_DATATYPES = {np.dtype(v): k for k, v in KSERVE_TO_NUMPY.items() if k != "BYTES"}
+"""numpy dtype -> KServe datatype (a dict lookup: `dtype.name` is slow on the hot path)."""

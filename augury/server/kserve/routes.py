@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from augury.predict.pipeline import InferRequest
 from augury.predict.repository import ModelRepository, ModelVersion
 from augury.server.kserve.protocol import (
     InferenceRequest,
+    binary_outputs,
     decode_input,
     encode_output,
     split_binary,
@@ -79,23 +81,48 @@ def lookup(repository: ModelRepository, name: str, version: str | None) -> Model
     return repository.get(name, number)
 
 
+@dataclass(frozen=True)
+class InferAnswer:
+    """What POST .../infer answers: the status and body, and, when outputs are in binary,
+    the length of the body's JSON header (`Inference-Header-Content-Length`)."""
+
+    status: int
+    body: bytes
+    header_length: int | None = None
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """content-type and, for a binary answer, the JSON header's length."""
+        if self.header_length is None:
+            return [(b"content-type", b"application/json")]
+        return [
+            (b"content-type", b"application/octet-stream"),
+            (b"inference-header-content-length", str(self.header_length).encode()),
+        ]
+
+
 async def infer_answer(
     repository: ModelRepository,
     name: str,
     version: str | None,
     body: bytes,
     header_length: str | None,
-) -> tuple[int, bytes]:
-    """POST /v2/models/{name}[/versions/{version}]/infer: the status and JSON body it answers
-    (shared by the route and the ASGI fast path, augury.server.kserve.fastpath)."""
+) -> InferAnswer:
+    """POST /v2/models/{name}[/versions/{version}]/infer (shared by the route and the ASGI
+    fast path, augury.server.kserve.fastpath)."""
     try:
         model = lookup(repository, name, version)
         parsed, tensors = _parse(body, header_length)
+        default, chosen = binary_outputs(parsed)
         result = await model.infer(tensors, timeout_s=_timeout(parsed))
     except Exception as exc:
         status, message = error_status(exc)
-        return status, orjson.dumps({"error": message})
-    outputs = [encode_output(n, v, result.parameters.get(n)) for n, v in result.outputs.items()]
+        return InferAnswer(status, orjson.dumps({"error": message}))
+    blobs: list[bytes] = []
+    outputs = [
+        encode_output(n, v, result.parameters.get(n), blobs if chosen.get(n, default) else None)
+        for n, v in result.outputs.items()
+    ]
     answer: dict[str, Any] = {
         "model_name": model.name,
         "model_version": str(model.version),
@@ -103,7 +130,10 @@ async def infer_answer(
     }
     if parsed.id is not None:
         answer["id"] = parsed.id
-    return 200, orjson.dumps(answer)
+    head = orjson.dumps(answer)
+    if not blobs:
+        return InferAnswer(200, head)
+    return InferAnswer(200, b"".join([head, *blobs]), len(head))
 
 
 def build_router(repository: ModelRepository) -> APIRouter:
@@ -154,10 +184,9 @@ def build_router(repository: ModelRepository) -> APIRouter:
     @router.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         header = request.headers.get("inference-header-content-length")
-        status, payload = await infer_answer(
-            repository, name, version, await request.body(), header
-        )
-        return Response(payload, status, media_type="application/json")
+        answer = await infer_answer(repository, name, version, await request.body(), header)
+        headers = {k.decode(): v.decode() for k, v in answer.headers}
+        return Response(answer.body, answer.status, headers=headers)
 
     @router.post("/v2/repository/index")
     async def repository_index() -> list[dict[str, Any]]:
