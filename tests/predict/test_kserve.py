@@ -12,7 +12,7 @@ import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
 from tests.predict.conftest import Live
-from tests.predict.helpers import LINEAR_W, make_linear
+from tests.predict.helpers import LINEAR_TOML, LINEAR_W, linear_onnx, make_linear
 
 Server = tuple[Live, Path]
 
@@ -169,6 +169,41 @@ def test_wrong_length_and_bad_json_answer_400_with_error_body(live_repository: S
     assert status == 400 and "inputs" in body["error"]
     status, body = post(url, "/v2/models/missing/infer", {"inputs": []})
     assert status == 404 and "missing" in body["error"]
+
+
+TABULAR = """
+[preprocess]
+kind = "tabular"
+[[preprocess.features]]
+name = "amount"
+min = 0.0
+max = 100.0
+[[preprocess.features]]
+name = "age"
+required = false
+default = 1.5
+"""
+
+
+def test_tabular_metadata_names_the_features_a_client_may_send(live_repository: Server) -> None:
+    live, root = live_repository
+    toml = LINEAR_TOML.replace('name = "linear"', 'name = "tabular"') + TABULAR
+    linear_onnx(root / "tabular" / "1" / "model.onnx", LINEAR_W)
+    (root / "tabular" / "model.toml").write_text(toml)
+    client = th.InferenceServerClient(live.url)
+    client.load_model("tabular")
+    meta = client.get_model_metadata("tabular")
+    assert meta["parameters"]["features"] == [
+        {"name": "amount", "required": True, "min": 0.0, "max": 100.0},
+        {"name": "age", "required": False, "default": 1.5},
+    ]
+    assert "features" not in client.get_model_metadata("linear")["parameters"]
+    # The names are what a client sends: one tensor per feature, the optional one left out.
+    amount = infer_input("amount", np.array([3.0], np.float32), "FP32", False)
+    result = client.infer("tabular", [amount])
+    scores = np.array([[3.0, 1.5]], np.float32) @ LINEAR_W
+    expected = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
 
 
 def test_repository_load_unload_and_index(live_repository: Server) -> None:

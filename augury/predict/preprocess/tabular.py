@@ -75,6 +75,18 @@ class TabularPreprocessor:
             )
         return cls(features, input_name, str(table.get("output", input_name)))
 
+    def describe(self) -> list[dict[str, Any]]:
+        """The features in column order, as model metadata shows them: name, required, the
+        default of an optional one and the declared range (finite bounds only)."""
+        out: list[dict[str, Any]] = []
+        for f in self.features:
+            item: dict[str, Any] = {"name": f.name, "required": f.required}
+            if not f.required:
+                item["default"] = f.default
+            item |= {k: v for k, v in (("min", f.min), ("max", f.max)) if math.isfinite(v)}
+            out.append(item)
+        return out
+
     def accepts(self) -> set[str]:
         """Input names a request may use: the matrix, or one tensor per feature."""
         return {self.input_name, *self.names}

@@ -294,6 +294,9 @@ def _metadata(model: ModelVersion) -> dict[str, Any]:
     }
     if cfg.labels:
         meta["parameters"]["labels"] = list(cfg.labels)
+    describe = getattr(model.pipeline.preprocessor, "describe", None)
+    if describe is not None:  # tabular: the named features, in column order
+        meta["parameters"]["features"] = describe()
     return meta
 
 
