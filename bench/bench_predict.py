@@ -7,7 +7,7 @@ on and off.
 Needs the example models (python -m augury.predict.examples.build --out models/). For each of
 the fraud model (one tabular row per request) and an image model (one PNG per request;
 digits by default, --image-model efficientnet_lite0 for the ImageNet one): the in-process
-pipeline latency of one request, then a server in a separate process (uvicorn, KServe routes)
+pipeline latency of one request, then a server in a separate process (`augury serve`'s app)
 with batching on (the model's config) and off (max_batch_size 1), loaded by 1/16/64 clients
 that send requests back to back over keep-alive connections through a minimal asyncio
 HTTP/1.1 client (so the client's own overhead stays small); each cell is the median of
@@ -34,22 +34,23 @@ from bench.common import free_port, median, pct, print_table, write_json
 
 
 def serve(root: str, port: int, batching: str) -> None:
-    """The server process: the KServe routes over `root`, batching "on" or "off"."""
+    """The server process: `augury serve`'s app (every middleware: request ids, API keys,
+    body limit, metrics) over the repository `root`, batching "on" or "off", logging at warning
+    (`augury serve --log-level warning`: no access line per request)."""
     import uvicorn
-    from fastapi import FastAPI
 
     from augury.predict.repository import ModelRepository
-    from augury.server.app import tune_gc
-    from augury.server.kserve import build_router, repository_lifespan
-    from augury.server.kserve.fastpath import InferFastPath
+    from augury.server.app import create_app, tune_gc
+    from augury.server.config import ServerConfig
+    from augury.server.logging import configure_logging
 
+    configure_logging("warning")
     override = {"max_batch_size": 1, "preferred_batch_sizes": ()} if batching == "off" else {}
     repo = ModelRepository(root, poll_interval_s=None, batching=override)
-    app = FastAPI(lifespan=repository_lifespan(repo))
-    app.include_router(build_router(repo))
-    app.add_middleware(InferFastPath, repository=repo)  # as create_app does
+    app = create_app(ServerConfig(batch_dir=None), engines=[], repository=repo)
     tune_gc()  # as `augury serve` does
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                server_header=False)  # fmt: skip
 
 
 def payloads(root: Path, image_model: str) -> dict[str, tuple[bytes, Any]]:

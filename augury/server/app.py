@@ -88,6 +88,9 @@ def create_app(
         version=augury.__version__,
         description="OpenAI-compatible inference server",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry would look up the global providers on every request;
+        # Augury exports its own Prometheus metrics (/metrics) and request ids instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.augury = state
     app.state.streams = streams

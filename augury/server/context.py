@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 REQUEST_ID_HEADER = "x-request-id"
+_ID_KEY = REQUEST_ID_HEADER.encode()
 _VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -34,14 +36,15 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode(), b"").decode()
-        request_id = given if _VALID_ID.fullmatch(given) else uuid.uuid4().hex
+        given = next((v for k, v in scope.get("headers") or () if k == _ID_KEY), b"").decode()
+        request_id = given if _VALID_ID.fullmatch(given) else os.urandom(16).hex()
         state["request_id"] = request_id
         start = time.monotonic()
         status = 0
@@ -51,7 +54,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((_ID_KEY, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -70,7 +73,11 @@ class RequestContextMiddleware:
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
         key = str(state.get("api_key", "none"))
-        self.metrics.requests.labels(path, str(status or 499), key).inc()
+        labels = (path, str(status or 499), key)
+        counter = self._counters.get(labels)
+        if counter is None:  # a few dozen label sets: routes x statuses x key names
+            counter = self._counters[labels] = self.metrics.requests.labels(*labels)
+        counter.inc()
         access_log.info(
             "%s %s %d",
             scope.get("method"),
