@@ -87,22 +87,36 @@ async def test_bad_config_is_reported_by_field(tmp_path: Path) -> None:
     await repo.stop()
 
 
-async def test_start_sets_numpy_blas_threads(tmp_path: Path) -> None:
-    """The serving process runs numpy's BLAS on one thread by default (idle OpenBLAS threads
-    spin on the cores the event loop needs); blas_threads=None leaves them as they are."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+_BLAS_THREADS = """
+import asyncio, sys
+from threadpoolctl import threadpool_info, threadpool_limits
+from augury.predict.repository import ModelRepository
 
-    def blas_threads() -> set[int]:
-        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+def blas_threads():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+async def main(root):
+    threadpool_limits(2, user_api="blas")
+    seen = [blas_threads()]
+    for kwargs in ({"blas_threads": None}, {}):
+        repo = ModelRepository(root, poll_interval_s=None, **kwargs)
+        await repo.start()
+        await repo.stop()
+        seen.append(blas_threads())
+    print(seen)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_start_sets_numpy_blas_threads(tmp_path: Path) -> None:
+    """The serving process runs numpy's BLAS on one thread by default (idle OpenBLAS threads
+    spin on the cores the event loop needs); blas_threads=None leaves them as they are. In a
+    fresh process: this one's BLAS threads depend on what earlier tests did."""
+    import subprocess
+    import sys
 
     make_linear(tmp_path)
-    with threadpool_limits(2, user_api="blas"):  # restores the test process's own afterwards
-        assert blas_threads() == {2}
-        repo = ModelRepository(tmp_path, poll_interval_s=None, blas_threads=None)
-        await repo.start()
-        await repo.stop()
-        assert blas_threads() == {2}
-        repo = ModelRepository(tmp_path, poll_interval_s=None)
-        await repo.start()
-        await repo.stop()
-        assert blas_threads() == {1}
+    cmd = [sys.executable, "-c", _BLAS_THREADS, str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[{2}, {2}, {1}]"
