@@ -193,7 +193,8 @@ def test_tabular_metadata_names_the_features_a_client_may_send(live_repository: 
     client = th.InferenceServerClient(live.url)
     client.load_model("tabular")
     meta = client.get_model_metadata("tabular")
-    assert meta["parameters"]["features"] == [
+    assert meta["parameters"]["features"] == ["amount", "age"]  # what the web page labels
+    assert meta["parameters"]["feature_details"] == [
         {"name": "amount", "required": True, "min": 0.0, "max": 100.0},
         {"name": "age", "required": False, "default": 1.5},
     ]

@@ -296,7 +296,9 @@ def _metadata(model: ModelVersion) -> dict[str, Any]:
         meta["parameters"]["labels"] = list(cfg.labels)
     describe = getattr(model.pipeline.preprocessor, "describe", None)
     if describe is not None:  # tabular: the named features, in column order
-        meta["parameters"]["features"] = describe()
+        details = describe()
+        meta["parameters"]["features"] = [f["name"] for f in details]
+        meta["parameters"]["feature_details"] = details
     return meta
 
 
