@@ -58,6 +58,7 @@ class Pipeline:
         accepts = getattr(preprocessor, "accepts", None)
         self.accepted: set[str] = set(accepts()) if accepts else {t.name for t in config.inputs}
         self.known = sorted(self.accepted)
+        self._finish = getattr(preprocessor, "finish", None)
         self.outputs = {t.name: t for t in config.outputs}
 
     @classmethod
@@ -138,16 +139,27 @@ class Pipeline:
     ) -> list[InferResult | Exception]:
         counts = [int(next(iter(t.values())).shape[0]) for t in prepared]
         merged = {name: _concat([t[name] for t in prepared]) for name in prepared[0]}
+        if self._finish is not None:
+            merged = self._finish(merged)
         raw = self.runtime.run(merged)
         outputs = self.postprocessor(raw)
         offsets = np.cumsum(counts)[:-1]
-        parts = {name: np.split(outputs[name], offsets) for name in self._produced(outputs)}
+        parts = {  # cast once for the batch, then split
+            name: np.split(_cast(self.outputs[name], outputs[name]), offsets)
+            for name in self._produced(outputs)
+        }
+        every = tuple(self.outputs)
+        params_all = {n: p for n, p in self.postprocessor.parameters.items() if n in self.outputs}
         answers: list[InferResult | Exception] = []
         for j, request in enumerate(requests):
-            names = request.outputs or tuple(self.outputs)
-            tensors = {name: _cast(self.outputs[name], parts[name][j]) for name in names}
-            params = {n: p for n, p in self.postprocessor.parameters.items() if n in tensors}
-            answers.append(InferResult(tensors, params))
+            names = request.outputs or every
+            tensors = {name: parts[name][j] for name in names}
+            params = (
+                params_all
+                if names is every
+                else {n: p for n, p in params_all.items() if n in tensors}
+            )
+            answers.append(InferResult(tensors, dict(params)))
         return answers
 
     def _produced(self, outputs: Tensors) -> list[str]:

@@ -136,8 +136,9 @@ def test_image_decode_resize_crop_and_layout(tmp_path: Path) -> None:
     rgb[2:6, 2:6] = 200
     table = {"kind": "image", "size": [8, 8], "crop": 4, "mean": [0.5] * 3, "std": [0.5] * 3}
     pre = ImagePreprocessor(table, "image")
-    out = pre({"image": np.array([png(rgb), base64.b64encode(png(rgb)).decode()], object)})
-    x = out["input"]
+    pixels = pre({"image": np.array([png(rgb), base64.b64encode(png(rgb)).decode()], object)})
+    assert pixels["input"].dtype == np.uint8 and pixels["input"].shape == (2, 4, 4, 3)
+    x = pre.finish(pixels)["input"]  # batch-wide: scale, normalize, layout
     assert x.shape == (2, 3, 4, 4)  # (n, C, H, W), centre crop of the bright square
     np.testing.assert_allclose(x, (200 / 255 - 0.5) / 0.5, rtol=1e-5)
 

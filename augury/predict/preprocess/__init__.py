@@ -16,7 +16,11 @@ from augury.predict.config import ModelConfig
 
 
 class Preprocessor(Protocol):
-    """Turns the validated tensors of one request into runtime inputs (batch first)."""
+    """Turns the validated tensors of one request into runtime inputs (batch first).
+
+    A kind may also define `finish(tensors) -> tensors`: the pipeline then merges the
+    requests' outputs of `__call__` into one batch and runs `finish` on it once, so per-request
+    work is only what can fail per request (decoding) and the arithmetic is batch-wide."""
 
     def __call__(self, inputs: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]: ...
 
