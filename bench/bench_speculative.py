@@ -1,6 +1,7 @@
 """Speculative decoding (prompt lookup): acceptance rate and single-stream speed-up per prompt type.
 
-    .venv/bin/python -m bench.bench_speculative [--threads 2] [--new-tokens 96]
+    .venv/bin/python -m bench.bench_speculative [--threads 2] [--new-tokens 96] [--dtype int4]
+        [--k 4 8]
 
 Each prompt runs greedily with speculation off and on in the same process; outputs are checked
 identical, and the table reports tokens/s for both, the speed-up and the share of drafted tokens
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--k", type=int, nargs="+", default=[4], help="draft tokens per step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from augury.llm.engine import EngineConfig, LLMEngine
@@ -72,49 +74,52 @@ def main() -> None:
     plain = LLMEngine.from_config(
         EngineConfig(dtype=args.dtype, speculative_tokens=0, kv_cache_memory=256 << 20)
     )
-    spec = LLMEngine(
-        plain.model,
-        plain.tokenizer,
-        EngineConfig(dtype=args.dtype, speculative_tokens=4, kv_cache_memory=256 << 20),
-    )
+    specs = {
+        k: LLMEngine(
+            plain.model,
+            plain.tokenizer,
+            EngineConfig(dtype=args.dtype, speculative_tokens=k, kv_cache_memory=256 << 20),
+        )
+        for k in args.k
+    }
     tok = plain.tokenizer
     results: dict[str, Any] = {}
     rows = []
     for name, text in PROMPTS.items():
         ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
         run(plain, ids, 8)  # warm-up
-        base, fast, prop, acc = [], [], 0, 0
-        for _ in range(args.repeats):
+        base: list[float] = []
+        fast: dict[int, list[float]] = {k: [] for k in specs}
+        drafted = {k: [0, 0] for k in specs}
+        outputs: dict[int, Any] = {}
+        for _ in range(args.repeats):  # interleaved, so drift in the machine's speed hits all
             a, rate_a, _, _ = run(plain, ids, args.new_tokens)
-            b, rate_b, p, c = run(spec, ids, args.new_tokens)
             base.append(rate_a)
-            fast.append(rate_b)
-            prop, acc = prop + p, acc + c
-        identical = a == b
-        r = {
-            "plain_tok_s": median(base),
-            "spec_tok_s": median(fast),
-            "speedup": median(fast) / median(base),
-            "acceptance": acc / prop if prop else 0.0,
-            "identical_output": identical,
-            "tokens": len(a),
-        }
-        results[name] = r
-        rows.append(
-            [
-                name,
-                r["tokens"],
-                r["plain_tok_s"],
-                r["spec_tok_s"],
-                r["speedup"],
-                r["acceptance"],
-                identical,
-            ]
-        )
+            for k, spec in specs.items():
+                b, rate_b, p, c = run(spec, ids, args.new_tokens)
+                fast[k].append(rate_b)
+                drafted[k][0] += p
+                drafted[k][1] += c
+                outputs[k] = b
+        for k in specs:
+            prop, acc = drafted[k]
+            r = {
+                "k": k,
+                "plain_tok_s": median(base),
+                "spec_tok_s": median(fast[k]),
+                "speedup": median(fast[k]) / median(base),
+                "acceptance": acc / prop if prop else 0.0,
+                "identical_output": outputs[k] == a,
+                "tokens": len(a),
+            }
+            results[f"{name}/k={k}"] = r
+            rows.append([name, k, r["tokens"], r["plain_tok_s"], r["spec_tok_s"], r["speedup"],
+                         r["acceptance"], r["identical_output"]])  # fmt: skip
     print_table(
-        f"speculative decoding (prompt lookup, k=4), {args.dtype}, {args.threads} threads, greedy",
+        f"speculative decoding (prompt lookup), {args.dtype}, {args.threads} threads, greedy",
         [
             "prompt",
+            "k",
             "tokens",
             "plain tok/s",
             "speculative tok/s",
