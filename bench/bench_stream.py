@@ -49,7 +49,10 @@ def serve(port: int) -> None:
 
     app = create_app(ServerConfig(api_keys={"bench": KEY}), engines=[])  # /v1/streams included
     tune_gc()  # as `augury serve` does
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(  # as `augury serve` runs it
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+        server_header=False, ws_per_message_deflate=False,
+    )  # fmt: skip
 
 
 def server_cpu_s(pid: int) -> float:

@@ -115,20 +115,40 @@ class ZScoreDetector:
         self.var: F64 | None = None
 
     def step(self, x: F64, label: float | None) -> ModelOutput:
-        if self.mean is None or self.var is None:
-            self.mean, self.var = x.copy(), np.zeros_like(x)
-        z = (x - self.mean) / np.sqrt(self.var + 1e-12 + 1e-6 * self.mean**2)
-        out = ModelOutput()
-        if self.n >= self.warmup:  # the feature statistics are settled: score the window
-            out = _judge(self.threshold, math.sqrt(float(z @ z) / z.shape[0]))  # RMS of z
-        if not out.anomaly:
-            self.n += 1
-            w = 1.0 / self.n if self.n <= self.warmup else self.alpha
-            delta = x - self.mean
-            self.mean += w * delta
-            self.var = (1.0 - w) * (self.var + w * delta * delta)
-            out.learned = True
-        return out
+        return ZScoreDetector.step_many([self], x[None, :])[0]
+
+    @staticmethod
+    def step_many(models: list[ZScoreDetector], X: F64) -> list[ModelOutput]:
+        """One window each for several detectors at once (the streaming scheduler's step
+        scores every session's window in a few numpy calls): X (S, F), row s for models[s],
+        which must be distinct. Row s's result and update are exactly those of
+        `models[s].step(X[s])`, which is this with S = 1."""
+        for m, x in zip(models, X, strict=True):
+            if m.mean is None or m.var is None:
+                m.mean, m.var = x.copy(), np.zeros_like(x)
+        M = np.stack([m.mean for m in models])  # type: ignore[misc]  # (S, F)
+        V = np.stack([m.var for m in models])  # type: ignore[misc]
+        D = X - M
+        D2 = D * D
+        scores = np.sqrt((D2 / (V + 1e-12 + 1e-6 * M * M)).sum(axis=1) / X.shape[1])  # RMS z
+        outs: list[ModelOutput] = []
+        w = np.zeros(len(models))  # learning weight per row; 0: judged anomalous, no update
+        for s, m in enumerate(models):
+            out = ModelOutput()
+            if m.n >= m.warmup:  # the feature statistics are settled: score the window
+                out = _judge(m.threshold, float(scores[s]))
+            if not out.anomaly:
+                m.n += 1
+                w[s] = 1.0 / m.n if m.n <= m.warmup else m.alpha
+                out.learned = True
+            outs.append(out)
+        W = w[:, None]
+        M_new = M + W * D
+        V_new = (1.0 - W) * (V + W * D2)  # exponentially weighted variance recursion
+        for s, m in enumerate(models):
+            if outs[s].learned:
+                m.mean, m.var = M_new[s], V_new[s]
+        return outs
 
     def state(self) -> dict[str, Any]:
         return {

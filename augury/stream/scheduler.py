@@ -16,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
 
 from augury.stream.features import extract_windows
+from augury.stream.models import ModelOutput, ZScoreDetector
 from augury.stream.session import Session
 from augury.stream.windows import F64, Event, Window
 from augury.tasks import cancel_and_wait
@@ -104,11 +108,42 @@ class Scheduler:
         return extract_windows(spec)
 
     def update(self, work: list[Work], features: list[list[F64]]) -> None:
-        """Score the windows session by session and hand the results to the senders."""
-        for item, rows in zip(work, features, strict=True):
+        """Score the windows (z-score detectors of every session at once, other models
+        session by session) and hand the results to the senders."""
+        try:
+            outputs = score_zscore(work, features)
+        except Exception:  # a bug must not stall every session: score them one by one
+            log.exception("stream scheduler: batched z-score scoring failed")
+            outputs = {}
+        for i, (item, rows) in enumerate(zip(work, features, strict=True)):
             try:
-                texts = item.session.core.results(item.windows, rows)
+                texts = item.session.core.results(item.windows, rows, outputs.get(i))
             except Exception:
                 log.exception("stream session %s failed to score a window", item.session.id)
                 texts = []
             item.session.deliver(texts)
+
+
+def score_zscore(work: list[Work], features: list[list[F64]]) -> dict[int, list[ModelOutput]]:
+    """The outputs of every z-score session's windows, by index into `work`: round r scores
+    the r-th window of every session that has one, in one `ZScoreDetector.step_many` call per
+    feature length, so each session still sees its windows in order."""
+    todo = [
+        i
+        for i, item in enumerate(work)
+        if isinstance(item.session.core.model, ZScoreDetector) and item.windows
+    ]
+    outputs: dict[int, list[ModelOutput]] = {i: [] for i in todo}
+    r = 0
+    while todo:
+        groups: dict[int, list[int]] = {}
+        for i in todo:
+            groups.setdefault(len(features[i][r]), []).append(i)
+        for members in groups.values():
+            models = [cast(ZScoreDetector, work[i].session.core.model) for i in members]
+            X = np.stack([features[i][r] for i in members])
+            for i, out in zip(members, ZScoreDetector.step_many(models, X), strict=True):
+                outputs[i].append(out)
+        r += 1
+        todo = [i for i in todo if len(work[i].windows) > r]
+    return outputs

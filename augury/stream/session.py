@@ -141,10 +141,19 @@ class SessionCore:
         self.counters.late_dropped = self.reorder.dropped_late
         return out
 
-    def results(self, windows: list[Window], features: list[F64]) -> list[str]:
-        """Score each window's feature vector (in order: the model learns as it goes);
-        returns the result frames (JSON), also kept in the ring for replay."""
-        return [self._result(w, x) for w, x in zip(windows, features, strict=True)]
+    def results(
+        self,
+        windows: list[Window],
+        features: list[F64],
+        outputs: list[ModelOutput] | None = None,
+    ) -> list[str]:
+        """Score each window's feature vector (in order: the model learns as it goes), or take
+        the model's `outputs` for them when the caller already ran it (the scheduler scores
+        many sessions at once); returns the result frames (JSON), also kept in the ring for
+        replay."""
+        if outputs is None:
+            return [self._result(w, x) for w, x in zip(windows, features, strict=True)]
+        return [self._result(w, x, o) for w, x, o in zip(windows, features, outputs, strict=True)]
 
     def process(self, events: list[Event]) -> list[str]:
         """Run events through the whole pipeline; returns the new result frames (JSON)."""
@@ -154,13 +163,14 @@ class SessionCore:
         (features,) = extract_windows([(windows, self.spec.features, self.spec.n_bands)])
         return self.results(windows, features)
 
-    def _result(self, window: Window, x: F64) -> str:
+    def _result(self, window: Window, x: F64, output: ModelOutput | None = None) -> str:
         error: str | None = None
-        try:
-            output = self.model.step(x, window.label)
-        except ValueError as exc:  # e.g. a label outside the declared classes
-            output = ModelOutput()
-            error = str(exc)
+        if output is None:
+            try:
+                output = self.model.step(x, window.label)
+            except ValueError as exc:  # e.g. a label outside the declared classes
+                output = ModelOutput()
+                error = str(exc)
         self.counters.windows += 1
         self.counters.labels += int(output.learned and window.label is not None)
         span: dict[str, Any] = {

@@ -101,3 +101,26 @@ def test_trained_elm_folder_adapts(tmp_path: object) -> None:
         registry.create("vib", 5, ModelOptions())
     with pytest.raises(ModelNotFound, match="available: zscore"):
         registry.create("../etc", 4, ModelOptions())
+
+
+def test_zscore_step_many_equals_each_detector_alone() -> None:
+    """The scheduler scores many sessions' windows in one call: every row's output and update
+    must be exactly those of its detector stepping alone, whatever phase each detector is in
+    (warming up, scoring, or judging a fault and not learning from it)."""
+    from augury.stream.models import ZScoreDetector
+
+    rng = np.random.default_rng(1)
+    alone = [ZScoreDetector(k=4.0, warmup=w) for w in (3, 10, 40)]
+    together = [ZScoreDetector(k=4.0, warmup=w) for w in (3, 10, 40)]
+    seen = set()
+    for t in range(60):
+        X = rng.normal(size=(3, 5)) * 0.1 + 1.0
+        if t in (30, 31):
+            X[0] += 5.0  # a fault for the first detector only: judged, not learned
+        expected = [m.step(x, None) for m, x in zip(alone, X, strict=True)]
+        assert ZScoreDetector.step_many(together, X) == expected
+        for a, b in zip(alone, together, strict=True):
+            assert a.state() == b.state()
+        seen |= {(o.score is None, bool(o.anomaly), o.learned) for o in expected}
+    # every phase happened: warming up, scored and learned, flagged and not learned
+    assert {(True, False, True), (False, False, True), (False, True, False)} <= seen
