@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvloop
 
-from bench.common import free_port, median, pct, print_table, write_json
+from bench.common import free_port, median, pct, print_table, run_async, write_json
 
 
 def serve(root: str, port: int, batching: str) -> None:
@@ -183,7 +182,7 @@ def main() -> None:
             for model, (body, _) in bodies.items():
                 for clients in args.concurrency:
                     runs = [
-                        uvloop.run(load(port, model, body, clients, args.seconds))
+                        run_async(load(port, model, body, clients, args.seconds))
                         for _ in range(args.repeat)
                     ]
                     runs.sort(key=lambda r: r["throughput_rps"])

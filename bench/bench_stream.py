@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import pct, print_table, write_json
+from bench.common import pct, print_table, run_async, write_json
 
 KEY = "sk-bench-stream-000000"
 SIZE = 32
@@ -199,16 +199,6 @@ def start_server() -> tuple[mp.process.BaseProcess, int]:
                 server.terminate()
                 raise RuntimeError("the benchmark server did not start") from None
             time.sleep(0.1)
-
-
-def run_async(coro: Any) -> Any:
-    """The client on uvloop when it is installed (it is, with uvicorn): a lighter client
-    leaves more of a small machine to the server."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def main() -> None:

@@ -177,7 +177,7 @@ def _check_tensor(spec: TensorSpec, value: NDArray[Any], finite: bool) -> None:
     if spec.dtype == "bytes":
         if value.dtype.kind not in "OSU":
             raise InvalidInput(f"input {name!r} must have datatype BYTES, got {_datatype(value)}")
-    elif value.dtype != spec.dtype:  # numpy compares a dtype with its name, faster than .name
+    elif value.dtype != spec.dtype and value.dtype.name != spec.dtype:  # (big-endian data)
         raise InvalidInput(
             f"input {name!r} must have datatype {spec.datatype}, got {_datatype(value)}"
         )

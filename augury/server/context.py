@@ -43,7 +43,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        given = next((v for k, v in scope.get("headers") or () if k == _ID_KEY), b"").decode()
+        header = next((v for k, v in scope.get("headers") or () if k == _ID_KEY), b"")
+        given = header.decode("latin-1")  # checked against _VALID_ID below
         request_id = given if _VALID_ID.fullmatch(given) else os.urandom(16).hex()
         state["request_id"] = request_id
         start = time.monotonic()

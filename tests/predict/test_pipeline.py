@@ -182,3 +182,27 @@ threshold = 0.2
         p.validate(InferRequest({"input": np.zeros((1, 2), np.float32)}, outputs=("nope",)))
     with pytest.raises(InvalidInput, match="input 'input' is missing"):
         p.validate(InferRequest({}))
+
+
+def test_images_of_different_sizes_are_padded_after_normalizing(tmp_path: Path) -> None:
+    """With `resize` alone, images keep their aspect ratio, so a batch mixes sizes: each is
+    normalized on its own request and the pipeline pads the finished floats with 0."""
+    from augury.predict.preprocess.image import ImagePreprocessor
+
+    table = {"kind": "image", "resize": 2, "mode": "L", "scale": 1.0, "mean": [100.0]}
+    pre = ImagePreprocessor(table, "image")
+    wide, square = np.full((2, 4), 200, np.uint8), np.full((2, 2), 200, np.uint8)
+    one = pre({"image": np.array([png(wide)], object)})["input"]
+    assert one.dtype == np.float32 and one.shape == (1, 1, 2, 4)  # finished per request
+    assert pre.finish({"input": one})["input"] is one  # and not normalized twice
+    from augury.predict.pipeline import _concat
+
+    merged = _concat([one, pre({"image": np.array([png(square)], object)})["input"]])
+    np.testing.assert_allclose(merged[1, 0, :, :2], 100.0)  # 200 - mean
+    np.testing.assert_allclose(merged[1, 0, :, 2:], 0.0)  # padding
+
+
+def test_big_endian_input_is_accepted_offline(tmp_path: Path) -> None:
+    p, _ = pipeline(TABULAR, tmp_path)
+    x = np.array([[12.0, 31.0]], dtype=">f4")  # e.g. np.load of another machine's file
+    assert p.validate(InferRequest({"input": x})) == 1

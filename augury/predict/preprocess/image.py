@@ -74,17 +74,23 @@ class ImagePreprocessor:
         return {self.input_name}
 
     def __call__(self, inputs: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-        """The request's images decoded, resized and cropped: uint8 (n, H, W, C). Per request,
-        so a bad image fails its own request only; `finish` does the arithmetic batch-wide."""
+        """The request's images decoded, resized and cropped: uint8 (n, H, W, C) when every
+        image comes out the same size (`size` or `crop` set), for `finish` to do the arithmetic
+        batch-wide; otherwise finished here, so images of different sizes are padded (by the
+        pipeline) after normalizing, not before. Per request: a bad image fails alone."""
         if self.input_name not in inputs:
             raise InvalidInput(f"input {self.input_name!r} (encoded images) is missing")
         items = np.asarray(inputs[self.input_name], dtype=object).reshape(-1)
         pixels = np.stack([self._decode(item, i) for i, item in enumerate(items)])  # (n, H, W, C)
+        if self.size is None and self.crop is None:
+            return self.finish({self.output_name: pixels})
         return {self.output_name: pixels}
 
     def finish(self, tensors: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-        """Scale, normalize and lay out the merged pixels of a whole batch at once (a few
-        numpy calls per batch instead of per request)."""
+        """Scale, normalize and lay out the merged uint8 pixels of a whole batch at once (a
+        few numpy calls per batch instead of per request); finished tensors pass through."""
+        if tensors[self.output_name].dtype != np.uint8:
+            return dict(tensors)
         x = tensors[self.output_name].astype(np.float32)
         if self.invert:
             x = 255.0 - x

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from augury.predict.config import KSERVE_TO_NUMPY
+from augury.predict.config import KSERVE_TO_NUMPY, kserve_datatype
 from augury.predict.errors import InvalidInput
 
 
@@ -160,7 +160,7 @@ def encode_output(
     text = value.dtype.kind in "OSU"
     out: dict[str, Any] = {
         "name": name,
-        "datatype": "BYTES" if text else _DATATYPES[value.dtype],
+        "datatype": "BYTES" if text else _DATATYPES.get(value.dtype) or _datatype_of(value),
         "shape": list(value.shape),
     }
     if binary is None:
@@ -183,3 +183,8 @@ def encode_output(
 
 _DATATYPES = {np.dtype(v): k for k, v in KSERVE_TO_NUMPY.items() if k != "BYTES"}
 """numpy dtype -> KServe datatype (a dict lookup: `dtype.name` is slow on the hot path)."""
+
+
+def _datatype_of(value: NDArray[Any]) -> str:
+    """The datatype of a dtype the dict does not hold (e.g. big-endian)."""
+    return kserve_datatype(value.dtype.name)

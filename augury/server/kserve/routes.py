@@ -119,10 +119,15 @@ async def infer_answer(
         status, message = error_status(exc)
         return InferAnswer(status, orjson.dumps({"error": message}))
     blobs: list[bytes] = []
-    outputs = [
-        encode_output(n, v, result.parameters.get(n), blobs if chosen.get(n, default) else None)
-        for n, v in result.outputs.items()
-    ]
+    try:
+        outputs = [
+            encode_output(n, v, result.parameters.get(n), blobs if chosen.get(n, default) else None)
+            for n, v in result.outputs.items()
+        ]
+    except Exception:  # a model output the protocol cannot carry: the server's fault
+        log.exception("model %s: could not encode its outputs", model.name)
+        message = f"model {model.name!r} produced an output that cannot be encoded"
+        return InferAnswer(500, orjson.dumps({"error": message}))
     answer: dict[str, Any] = {
         "model_name": model.name,
         "model_version": str(model.version),
