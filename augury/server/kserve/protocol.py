@@ -165,7 +165,14 @@ def encode_output(
     }
     if binary is None:
         if text:
-            out["data"] = [x.decode() if isinstance(x, bytes) else str(x) for x in value.ravel()]
+            flat = value.ravel()
+            try:
+                out["data"] = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"output {name!r} holds bytes that are not UTF-8; JSON cannot carry them: "
+                    "ask for it with binary_data"
+                ) from None
         else:
             out["data"] = value.ravel().tolist()
         if parameters:

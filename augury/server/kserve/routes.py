@@ -124,9 +124,9 @@ async def infer_answer(
             encode_output(n, v, result.parameters.get(n), blobs if chosen.get(n, default) else None)
             for n, v in result.outputs.items()
         ]
-    except Exception:  # a model output the protocol cannot carry: the server's fault
+    except Exception as exc:  # a model output the protocol cannot carry
         log.exception("model %s: could not encode its outputs", model.name)
-        message = f"model {model.name!r} produced an output that cannot be encoded"
+        message = f"model {model.name!r}: its outputs cannot be encoded: {exc}"
         return InferAnswer(500, orjson.dumps({"error": message}))
     answer: dict[str, Any] = {
         "model_name": model.name,
