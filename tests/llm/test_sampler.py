@@ -137,3 +137,23 @@ def test_logprobs_are_log_softmax_of_raw_logits() -> None:
     assert lp is not None
     assert lp.logprob == float(ref[lp.token_id])
     assert [t for t, _ in lp.top] == torch.topk(ref, 3).indices.tolist()
+
+
+def test_draw_matches_the_distribution_and_never_picks_a_zero() -> None:
+    """The inverse-CDF draw, shared and seeded: frequencies within 4 standard errors of the
+    (unnormalized) probabilities, a zero-probability token never drawn, even at the ends."""
+    probs = torch.tensor([0.0, 3.0, 0.0, 1.0, 0.5, 0.0, 0.0, 2.5, 0.0, 0.0] + [0.0] * (V - 10))
+    n = 20000
+    sampler = Sampler(V, [EOS])
+    plain = SamplingParams(temperature=1.0)
+    torch.manual_seed(3)
+    shared = sampler._draw(probs.expand(n, V).clone(), rows(plain, n))
+    g = torch.Generator().manual_seed(4)
+    seeded_rows = [SampleRow(plain, [], [], g) for _ in range(n)]
+    seeded = sampler._draw(probs.expand(n, V).clone(), seeded_rows)
+    expected = probs / probs.sum()
+    for tokens in (shared, seeded):
+        observed = torch.bincount(tokens, minlength=V).double() / n
+        assert set(tokens.tolist()) == {1, 3, 4, 7}
+        error = (expected * (1 - expected) / n).sqrt()
+        assert bool(((observed - expected).abs() <= 4 * error + 1e-12).all())
