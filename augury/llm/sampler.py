@@ -127,7 +127,8 @@ class Sampler:
                 u[i] = torch.rand(1, generator=r.generator, dtype=torch.float64)
         # u < 1, so target < the row's total: the first cdf entry above it is a token with
         # positive probability, picked with probability p / total.
-        return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)
+        picked = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)
+        return picked.clamp_(max=probs.shape[1] - 1)  # in range even for a NaN row
 
     def _logprobs(
         self, raw: torch.Tensor, tokens: torch.Tensor, rows: Seq[SampleRow]
