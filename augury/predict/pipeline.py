@@ -148,18 +148,11 @@ class Pipeline:
             name: np.split(_cast(self.outputs[name], outputs[name]), offsets)
             for name in self._produced(outputs)
         }
-        every = tuple(self.outputs)
-        params_all = {n: p for n, p in self.postprocessor.parameters.items() if n in self.outputs}
         answers: list[InferResult | Exception] = []
         for j, request in enumerate(requests):
-            names = request.outputs or every
-            tensors = {name: parts[name][j] for name in names}
-            params = (
-                params_all
-                if names is every
-                else {n: p for n, p in params_all.items() if n in tensors}
-            )
-            answers.append(InferResult(tensors, dict(params)))
+            tensors = {name: parts[name][j] for name in request.outputs or self.outputs}
+            params = {n: p for n, p in self.postprocessor.parameters.items() if n in tensors}
+            answers.append(InferResult(tensors, params))
         return answers
 
     def _produced(self, outputs: Tensors) -> list[str]:

@@ -111,16 +111,18 @@ class Scheduler:
         """Score the windows (z-score detectors of every session at once, other models
         session by session) and hand the results to the senders."""
         try:
-            outputs = score_zscore(work, features)
-        except Exception:  # a bug must not stall every session: score them one by one
+            outputs, failed = score_zscore(work, features), False
+        except Exception:  # a bug must not stall every session
             log.exception("stream scheduler: batched z-score scoring failed")
-            outputs = {}
+            outputs, failed = {}, True
         for i, (item, rows) in enumerate(zip(work, features, strict=True)):
-            try:
-                texts = item.session.core.results(item.windows, rows, outputs.get(i))
-            except Exception:
-                log.exception("stream session %s failed to score a window", item.session.id)
-                texts = []
+            texts: list[str] = []
+            # After a failed batch a detector may be half updated: no results from it this step.
+            if not (failed and isinstance(item.session.core.model, ZScoreDetector)):
+                try:
+                    texts = item.session.core.results(item.windows, rows, outputs.get(i))
+                except Exception:
+                    log.exception("stream session %s failed to score a window", item.session.id)
             item.session.deliver(texts)
 
 
