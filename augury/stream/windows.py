@@ -152,8 +152,10 @@ class CountWindower:
 
     Events are kept in preallocated arrays (times, values, ids) rather than a list of
     objects, so a window is a slice; rows [head, head + n) hold stream positions
-    [first, first + n). Only the latest labelled event is remembered: it is the latest label
-    of a window exactly when its position falls inside the window.
+    [first, first + n). A row is written once: the arrays are replaced, not overwritten,
+    when they fill up, so a window's arrays are views that stay valid (until `load`).
+    Only the latest labelled event is remembered: it is the latest label of a window exactly
+    when its position falls inside the window.
     """
 
     def __init__(self, size: int, stride: int) -> None:
@@ -219,14 +221,14 @@ class CountWindower:
     def _window(self, start: int) -> Window:
         assert self._values is not None and start == self._first and self._n == self.size
         rows = slice(self._head, self._head + self.size)
-        times = self._times[rows].copy()  # (size,)
+        times = self._times[rows]  # (size,)
         label = self._label[1] if self._label and self._label[0] >= start else None
-        return Window(
+        return Window(  # views, not copies: rows are written once (see `_append`)
             index=self._emitted,
             start=float(times[0]),
             end=float(times[-1]),
             times=times,
-            values=self._values[rows].copy(),  # (size, c)
+            values=self._values[rows],  # (size, c)
             ids=self._ids[rows].tolist(),
             label=label,
         )

@@ -52,9 +52,11 @@ def test_count_windows_tumbling_exact() -> None:
 @pytest.mark.parametrize(("size", "stride"), [(10, 5), (10, 10), (4, 6), (1, 1), (7, 3), (16, 1)])
 def test_count_windows_match_reference(size: int, stride: int) -> None:
     events = stream(103)
-    assert [w.ids for w in run(CountWindower(size, stride), events)] == reference_count(
-        events, size, stride
-    )
+    windows = run(CountWindower(size, stride), events)  # all kept until the stream ends
+    assert [w.ids for w in windows] == reference_count(events, size, stride)
+    for w in windows:  # views into the windower's buffer: still each window's own events
+        np.testing.assert_array_equal(w.values[:, 0], w.ids)
+        np.testing.assert_array_equal(w.times, [events[i].t for i in w.ids])
 
 
 def test_time_windows_overlapping_exact() -> None:
