@@ -10,7 +10,7 @@ import sys
 # Each name is a module of augury.cli with `add_parser(subparsers) -> None`; the parser it adds
 # sets `func(args) -> int`.
 COMMANDS: tuple[str, ...] = (
-    "generate", "chat", "info", "serve", "export", "elm", "batch", "stream",
+    "generate", "chat", "info", "serve", "export", "distill", "elm", "batch", "stream",
 )  # fmt: skip
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"augury: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
