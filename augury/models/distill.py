@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augury.llm.batch import SeqWork, build_step_batch
-from augury.llm.kv_cache import allocate_kv_caches
 from augury.models.config import LlamaConfig, LoadedModel
+from augury.models.evaluate import prefill_logits
+from augury.models.layers import RMSNorm, Rotary
 from augury.models.llama import LlamaModel, build_model
 from augury.models.loader.hf import CONFIG_FILE, save_hf
 
@@ -132,19 +132,19 @@ class _Block(nn.Module):
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.input_layernorm = _RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = _Attention(cfg)
-        self.post_attention_layernorm = _RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = _MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         b, t, _ = x.shape
         c, attn, mlp = self.cfg, self.self_attn, self.mlp
         h = self.input_layernorm(x)
-        q = attn.q_proj(h).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        q = Rotary.rotate(attn.q_proj(h).view(b, t, c.num_heads, c.head_dim), rope)
+        k = Rotary.rotate(attn.k_proj(h).view(b, t, c.num_kv_heads, c.head_dim), rope)
+        v = attn.v_proj(h).view(b, t, c.num_kv_heads, c.head_dim)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, c.q_size))
         h = self.post_attention_layernorm(x)
@@ -157,25 +157,7 @@ class _Body(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(_Block(cfg) for _ in range(cfg.num_layers))
-        self.norm = _RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-
-
-class _RMSNorm(nn.Module):
-    def __init__(self, size: int, eps: float) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(size))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x.float() * scale).to(x.dtype) * self.weight
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding in the 'rotate half' layout of x (B, heads, T, head_dim)."""
-    half = x.shape[-1] // 2
-    swapped = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + swapped * sin
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
 class TrainableLlama(nn.Module):
@@ -190,18 +172,14 @@ class TrainableLlama(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.inv_freq: torch.Tensor
-        inv = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
-        self.register_buffer("inv_freq", inv, persistent=False)
+        self.rotary = Rotary(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
+        self.requires_grad_(True)  # the inference layers' norms start frozen
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        t = ids.shape[1]
-        angles = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq)  # (T, hd/2)
-        angles = torch.cat((angles, angles), dim=-1)
         x = self.model.embed_tokens(ids)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        rope = self.rotary.tables(torch.arange(ids.shape[1]), x.dtype)  # each (T, 1, hd)
         for block in self.model.layers:
-            x = block(x, cos, sin)
+            x = block(x, rope)
         logits: torch.Tensor = self.lm_head(self.model.norm(x))
         return logits
 
@@ -253,26 +231,6 @@ def bbc_token_chunks(
     return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
 
 
-def teacher_logits(model: LlamaModel, chunks: Sequence[Sequence[int]]) -> torch.Tensor:
-    """(B, T, vocab) float32 logits of Augury's inference model over equal-length chunks, in
-    one prefill step (each chunk its own sequence in the paged cache)."""
-    t = len(chunks[0])
-    block_size = 16
-    per_seq = -(-t // block_size)
-    caches = allocate_kv_caches(
-        model.cfg, per_seq * len(chunks), block_size, model.dtype, model.device
-    )
-    works = [
-        SeqWork(list(c), 0, list(range(i * per_seq, (i + 1) * per_seq)), num_logits=t)
-        for i, c in enumerate(chunks)
-    ]
-    batch = build_step_batch(works, [], block_size, model.device)
-    with torch.inference_mode():
-        hidden = model(batch.input_ids, batch.positions, caches, batch.meta)  # (B * T, hidden)
-        logits = model.compute_logits(hidden)
-    return logits.view(len(chunks), t, -1)
-
-
 def agreement(
     student: TrainableLlama, teacher: LlamaModel, chunks: Sequence[Sequence[int]]
 ) -> float:
@@ -281,7 +239,7 @@ def agreement(
     student.eval()
     for i in range(0, len(chunks), 8):
         part = chunks[i : i + 8]
-        want = teacher_logits(teacher, part).argmax(-1)
+        want = prefill_logits(teacher, part).argmax(-1)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             got = student(torch.tensor(part)).argmax(-1)
         same += int((want == got).sum())
@@ -345,7 +303,7 @@ def distill(
     student.train()
     for step in range(config.steps):
         chunk = next(batches)
-        target = F.log_softmax(teacher_logits(teacher, chunk) / tau, dim=-1)
+        target = F.log_softmax(prefill_logits(teacher, chunk) / tau, dim=-1)
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, config.steps, config.lr)
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -17,28 +17,42 @@ from augury.llm.kv_cache import allocate_kv_caches
 from augury.models.llama import LlamaModel
 
 
-def token_logprobs(
-    model: LlamaModel, token_ids: Sequence[int], window: int = 512, block_size: int = 16
+def prefill_logits(
+    model: LlamaModel, chunks: Sequence[Sequence[int]], block_size: int = 16
 ) -> torch.Tensor:
+    """(B, T, vocab) float32 logits of `model` at every position of B chunks of T tokens each,
+    in one prefill step (each chunk its own sequence in a fresh paged cache)."""
+    t = len(chunks[0])
+    if any(len(c) != t for c in chunks):
+        raise ValueError("prefill_logits needs chunks of one length")
+    per_seq = -(-t // block_size)
+    caches = allocate_kv_caches(
+        model.cfg, per_seq * len(chunks), block_size, model.dtype, model.device
+    )
+    works = [
+        SeqWork(list(c), 0, list(range(i * per_seq, (i + 1) * per_seq)), num_logits=t)
+        for i, c in enumerate(chunks)
+    ]
+    batch = build_step_batch(works, [], block_size, model.device)
+    with torch.inference_mode():
+        hidden = model(batch.input_ids, batch.positions, caches, batch.meta)  # (B * T, hidden)
+        return model.compute_logits(hidden).view(len(chunks), t, -1)
+
+
+def token_logprobs(model: LlamaModel, token_ids: Sequence[int], window: int = 512) -> torch.Tensor:
     """log p(token[i] | the tokens before it in its window) for every token but each window's
     first: the text is cut into independent windows of `window` tokens (float32, 1-D)."""
     if window < 2:
         raise ValueError(f"window must be at least 2 tokens, got {window}")
-    blocks = -(-window // block_size)
-    caches = allocate_kv_caches(model.cfg, blocks, block_size, model.dtype, model.device)
     parts = []
-    with torch.inference_mode():
-        for start in range(0, len(token_ids) - 1, window):
-            chunk = list(token_ids[start : start + window])
-            if len(chunk) < 2:
-                break
-            work = SeqWork(chunk, 0, list(range(blocks)), num_logits=len(chunk))
-            batch = build_step_batch([work], [], block_size, model.device)
-            hidden = model(batch.input_ids, batch.positions, caches, batch.meta)
-            logits = model.compute_logits(hidden[:-1])  # (n - 1, vocab): predicts chunk[1:]
-            targets = torch.tensor(chunk[1:], device=logits.device)
-            logp = F.log_softmax(logits.float(), dim=-1)
-            parts.append(logp.gather(1, targets[:, None])[:, 0].cpu())
+    for start in range(0, len(token_ids) - 1, window):
+        chunk = list(token_ids[start : start + window])
+        if len(chunk) < 2:
+            break
+        logits = prefill_logits(model, [chunk])[0, :-1]  # (n - 1, vocab): predicts chunk[1:]
+        targets = torch.tensor(chunk[1:], device=logits.device)
+        logp = F.log_softmax(logits, dim=-1)
+        parts.append(logp.gather(1, targets[:, None])[:, 0].cpu())
     if not parts:
         raise ValueError("perplexity needs at least 2 tokens")
     return torch.cat(parts)

@@ -20,8 +20,8 @@ from augury.models.distill import (
     distill,
     pick_layers,
     save_student,
-    teacher_logits,
 )
+from augury.models.evaluate import prefill_logits
 from augury.models.llama import LlamaModel
 from augury.models.tokenizer import Tokenizer
 
@@ -38,7 +38,7 @@ def test_trainable_llama_computes_what_the_inference_model_does(
     ids = tokenizer.encode(TEXT)
     with torch.no_grad():
         got = full(torch.tensor([ids]))[0]
-    want = teacher_logits(model_fp32, [ids])[0]
+    want = prefill_logits(model_fp32, [ids])[0]
     torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
 
 
@@ -92,7 +92,7 @@ def test_student_folder_loads_and_runs_in_the_engine(
     ids = tokenizer.encode(TEXT)
     with torch.no_grad():
         want = student.float()(torch.tensor([ids]))[0]  # what was trained, in float32
-    got = teacher_logits(model, [ids])[0]  # the saved bfloat16 weights, in the engine
+    got = prefill_logits(model, [ids])[0]  # the saved bfloat16 weights, in the engine
     same = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
     assert same > 0.9, same
 
