@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 BUILD = HERE / "_build"
 NAME = "augury_kernels"
-SOURCES = [HERE / "paged_attention.cpp", HERE / "fused.cpp", HERE / "module.cpp"]
+SOURCES = [HERE / "paged_attention.cpp", HERE / "fused.cpp", HERE / "q4.cpp", HERE / "module.cpp"]
+HEADERS = [HERE / "attention.h", HERE / "fused.h", HERE / "q4.h"]
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math"]
 # libmvec: glibc's vector math (exp over many scores at once); absent elsewhere, the build
 # fails and the torch paths are used.
@@ -35,7 +36,7 @@ STALE_LOCK_SECONDS = 600
 
 def _fingerprint() -> str:
     digest = hashlib.sha256()
-    for source in SOURCES:
+    for source in SOURCES + HEADERS:
         digest.update(source.read_bytes())
     digest.update(" ".join(CFLAGS + LDFLAGS).encode())
     return digest.hexdigest()
@@ -62,7 +63,8 @@ def _build() -> ModuleType:
     module = load(
         name=NAME,
         sources=[str(s) for s in SOURCES],
-        extra_cflags=CFLAGS,
+        # The headers' hash as a flag: torch's rebuild check hashes sources and flags only.
+        extra_cflags=[*CFLAGS, f"-DAUGURY_KERNELS_HASH={_fingerprint()[:16]}"],
         extra_ldflags=LDFLAGS,
         build_directory=str(BUILD),
         verbose=False,

@@ -1,4 +1,4 @@
-// The Python module of Augury's C++ kernels: paged_attention.cpp and fused.cpp.
+// The Python module of Augury's C++ kernels: paged_attention.cpp, fused.cpp and q4.cpp.
 #include <torch/extension.h>
 
 at::Tensor paged_decode_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache,
@@ -9,10 +9,12 @@ void rotary_cache_write(at::Tensor qkv, at::Tensor cos, at::Tensor sin, at::Tens
                         at::Tensor v_cache, at::Tensor slot_mapping, int64_t num_heads,
                         int64_t num_kv_heads);
 at::Tensor silu_mul(at::Tensor gate_up);
+void bind_q4(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_decode_attention", &paged_decode_attention, "paged decode attention (CPU)");
   m.def("add_rms_norm", &add_rms_norm, "residual add + RMSNorm (CPU)");
   m.def("rotary_cache_write", &rotary_cache_write, "rotary in place + KV cache write (CPU)");
   m.def("silu_mul", &silu_mul, "SiLU(gate) * up (CPU)");
+  bind_q4(m);
 }

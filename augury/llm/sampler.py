@@ -104,6 +104,9 @@ class Sampler:
             sorted_p, order = probs.sort(dim=-1, descending=True)
             # Drop a token when the tokens ranked above it already reach top_p.
             drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= top_p.unsqueeze(1)
+            # The top token always stays: a top_p below float32's range (5e-324, accepted as
+            # > 0) rounds to 0 and would drop everything (NaN in speculative verification).
+            drop_sorted[:, 0] = False
             drop = torch.zeros_like(drop_sorted).scatter_(1, order, drop_sorted)
             probs = probs.masked_fill(drop, 0.0)
         min_p = torch.tensor([r.params.min_p for r in rows])

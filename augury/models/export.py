@@ -5,8 +5,10 @@ Layout (a Hugging Face-style folder):
   the decoder's linears are quantized;
 - `model.safetensors`: the embedding, the norms (and an untied LM head) in bfloat16, and for
   each decoder linear (fused `qkv_proj`, `o_proj`, `gate_up_proj`, `down_proj`)
-  `<name>.codes` and `<name>.scales`: INT4 codes two to a byte (N, K / 2) uint8 with
-  scales_and_zeros (K / 32, N, 2), or INT8 codes (N, K) with per-row scales (N,);
+  `<name>.codes` and `<name>.scales`: INT4 codes two to a byte (N, K / 2) uint8 with Q4_1's
+  float16 d and m (2, N, K / 32) (w = d * code + m; folders from before 2026-11-23 hold
+  bfloat16 scales_and_zeros (K / 32, N, 2) and still load), or INT8 codes (N, K) with bfloat16
+  per-row scales (N,);
 - `tokenizer.json` and `tokenizer_config.json` (with the chat template).
 With `--quantize none` the folder is a plain Hugging Face checkpoint in bfloat16.
 
@@ -35,6 +37,7 @@ from augury.models.quant import (
     Quantization,
     QuantLinear,
     pack_nibbles,
+    q4_1_scales,
     quantize_int4,
     quantize_int8,
     unpack_nibbles,
@@ -80,11 +83,12 @@ def _save_quantized(loaded: LoadedModel, out: Path, mode: Quantization) -> None:
             weight = block.get_submodule(linear).get_parameter("weight")
             if mode == "int4":
                 codes, scales = quantize_int4(weight)
-                codes = pack_nibbles(codes)
+                codes, scales = pack_nibbles(codes), q4_1_scales(scales)
             else:
                 codes, scales = quantize_int8(weight)
+                scales = scales.to(SERVING_DTYPE)
             tensors[f"model.layers.{i}.{linear}.codes"] = codes.contiguous()
-            tensors[f"model.layers.{i}.{linear}.scales"] = scales.to(SERVING_DTYPE).contiguous()
+            tensors[f"model.layers.{i}.{linear}.scales"] = scales.contiguous()
     tmp = out / (WEIGHTS + ".partial")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / WEIGHTS)

@@ -6,11 +6,14 @@ and reads/writes keys and values through the paged cache described by AttentionM
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from augury.kernels.loader import kernel_ops
 from augury.models.config import LlamaConfig
 from augury.models.layers import (
     AttentionMetadata,
@@ -21,7 +24,7 @@ from augury.models.layers import (
     cpu_kernels,
 )
 from augury.models.packed import pack_linears
-from augury.models.quant import Quantization, quantize_linears
+from augury.models.quant import Quantization, QuantLinear, quantize_linears
 
 KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """One (key, value) pair per layer, each (num_kv_heads, num_blocks, block_size, head_dim)."""
@@ -108,6 +111,12 @@ class LlamaModel(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.requires_grad_(False)
+        self.use_decode_stack = True
+        """Run decode steps in one C++ call when the layers are on the q4 INT4 kernel, up to
+        the rows where they would switch to dense weights (False: layer by layer)."""
+        self._stack_key: tuple[int, ...] | None = None
+        self._stack: Any = None
+        self._stack_rows = 0
 
     @property
     def dtype(self) -> torch.dtype:
@@ -127,10 +136,54 @@ class LlamaModel(nn.Module):
         """(T,) token ids and positions -> (T, hidden) final hidden states (normalized)."""
         residual = self.embed_tokens(input_ids)  # (T, hidden)
         rope = self.rotary.tables(positions, residual.dtype)  # shared by every layer of the step
+        stack = self._decode_stack(kv_caches) if not meta.prefills else None
+        if stack is not None and input_ids.shape[0] <= self._stack_rows:
+            # Every layer in one C++ call (augury/kernels/q4.cpp).
+            return stack.forward(
+                residual,
+                rope[0],
+                rope[1],
+                meta.slot_mapping,
+                meta.decode_block_tables,
+                meta.decode_context_lens,
+            )
         hidden: torch.Tensor | None = None
         for layer, kv in zip(self.layers, kv_caches, strict=True):
             hidden, residual = layer(hidden, residual, rope, kv, meta)
         return self.norm.add_forward(hidden, residual)[0]
+
+    def _decode_stack(self, kv_caches: KVCaches) -> Any:
+        """The C++ decode stack over these caches, built on first use; None where it does not
+        apply (kernels off or unbuilt, layers not on the q4 INT4 kernel, not bfloat16)."""
+        key = (len(kv_caches), kv_caches[0][0].data_ptr(), kv_caches[-1][1].data_ptr())
+        if self._stack_key != key:
+            self._stack_key, self._stack = key, self._build_decode_stack(kv_caches)
+        return self._stack
+
+    def _build_decode_stack(self, kv_caches: KVCaches) -> Any:
+        ops = kernel_ops()
+        if not self.use_decode_stack or ops is None or self.dtype != torch.bfloat16:
+            return None
+        # Up to the rows where the layers would switch to their dense weights, if they have any.
+        self._stack_rows = sys.maxsize
+        tensors: list[torch.Tensor] = []
+        for block, (k, v) in zip(self.blocks(), kv_caches, strict=True):
+            attn, mlp = block.self_attn, block.mlp
+            linears = [attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj]
+            if not all(isinstance(x, QuantLinear) and x.kernel == "q4" for x in linears):
+                return None
+            if k.dtype != torch.bfloat16 or not (k.is_contiguous() and v.is_contiguous()):
+                return None
+            codes = [(x.codes, x.scales) for x in linears if isinstance(x, QuantLinear)]
+            for x in linears:
+                if isinstance(x, QuantLinear) and x.dense is not None and x.dense_above:
+                    self._stack_rows = min(self._stack_rows, x.dense_above)
+            tensors += [block.input_layernorm.weight, *codes[0], *codes[1]]
+            tensors += [block.post_attention_layernorm.weight, *codes[2], *codes[3], k, v]
+        c = self.cfg
+        return ops.DecodeStack(
+            tensors, self.norm.weight, c.num_heads, c.num_kv_heads, c.rms_norm_eps
+        )
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(N, hidden) -> (N, vocab) logits in float32 (sampling and argmax want full precision)."""

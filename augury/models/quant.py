@@ -6,13 +6,15 @@ then follow the cast, and the 4-bit codes of a GGUF Q4_1 checkpoint come back ex
 stores w = d * q + m per group of 32 with m the group's minimum and d = (max - min) / 15, which
 is what a min/max requantization of the dequantized group recomputes).
 
-Kernels are PyTorch's CPU weight-only ops: `_weight_int4pack_mm_for_cpu` (groups of 32,
-w = (code - 8) * scale + zero) and `_weight_int8pack_mm` (w = code * scale per output row).
-They stream 4x / 2x fewer bytes than bfloat16 weights, which is what a decode step at a few
-rows is bound by, but lose to oneDNN's bfloat16 GEMM as rows grow (measured in
-bench/bench_quant.py). So a layer can keep its dense weight too and use it above `dense_above`
-rows (the engine's default: int4 for small decode batches, bfloat16 GEMMs for prefill and
-large batches); without it the layer is quantized for every batch (smallest memory).
+INT4 runs on Augury's own kernel (`augury/kernels/q4.h`: Q4_1's layout, activations
+quantized to int8 per group of 32, AVX-512 VNNI dot products) when the C++ kernels are built,
+else on PyTorch's `_weight_int4pack_mm_for_cpu` (groups of 32, w = (code - 8) * scale + zero);
+INT8 on `_weight_int8pack_mm` (w = code * scale per output row). They stream 4x / 2x fewer
+bytes than bfloat16 weights, which is what a decode step at a few rows is bound by, but lose to
+oneDNN's bfloat16 GEMM as rows grow (measured in bench/bench_quant.py). So a layer can keep its
+dense weight too and use it above `dense_above` rows (the engine's default: int4 for decode
+steps of up to 20 rows, bfloat16 GEMMs for prefill and large batches); without it the layer is
+quantized for every batch (smallest memory).
 The LM head and the embedding stay dense (the LM head is tied to the embedding here).
 """
 
@@ -22,6 +24,8 @@ from typing import Literal, get_args
 
 import torch
 from torch import nn
+
+from augury.kernels.loader import kernel_ops
 
 Quantization = Literal["none", "int8", "int4"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
@@ -70,19 +74,28 @@ class QuantLinear(nn.Module):
         dense: nn.Linear | None = None,
         dense_above: int | None = None,
     ) -> None:
-        """codes: int4: (N, K) int32 in 0..15, with scales_and_zeros (K / 32, N, 2);
-        int8: (N, K) int8, with scales (N,)."""
+        """codes: int4: (N, K) int32 in 0..15, with scales_and_zeros (K / 32, N, 2) or
+        float16 d and m (2, N, K / 32) (see q4_1_scales); int8: (N, K) int8, with scales (N,)."""
         super().__init__()
         if mode not in ("int8", "int4"):
             raise ValueError(f"QuantLinear mode must be 'int8' or 'int4', got {mode!r}")
         self.mode = mode
         self.out_features, self.in_features = codes.shape
         self.dense_above = dense_above
-        if mode == "int4":
+        ops = kernel_ops()
+        # "q4": Augury's INT4 kernel; "torch": PyTorch's weight-only ops.
+        self.kernel = "q4" if mode == "int4" and ops is not None else "torch"
+        if self.kernel == "q4":
+            codes, scales = to_q4_layout(codes, scales)
+        elif mode == "int4":
             # innerKTiles=1: the CPU kernel's packing ignores the tiling argument.
             codes = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+            if is_q4_1_scales(scales):  # float16 d and m -> scales_and_zeros
+                d, m = scales.float()
+                scales = torch.stack([d, m + 8 * d], dim=-1).transpose(0, 1).contiguous()
         self.codes: torch.Tensor
-        self.scales: torch.Tensor  # floating: follows the model's dtype cast
+        # torch kernels: floating, follows the model's dtype cast; q4: int16 float16 bits
+        self.scales: torch.Tensor
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales)
         self.dense = dense
@@ -111,6 +124,10 @@ class QuantLinear(nn.Module):
             and x.shape[0] > self.dense_above
         ):
             return self.dense(x)
+        if self.kernel == "q4":
+            ops = kernel_ops()
+            assert ops is not None
+            return ops.q4_linear(x, self.codes, self.scales)
         scales = self.scales if self.scales.dtype == x.dtype else self.scales.to(x.dtype)
         if self.mode == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.codes, INT4_GROUP, scales)
@@ -118,6 +135,8 @@ class QuantLinear(nn.Module):
 
     def dequantized(self) -> torch.Tensor:
         """The (N, K) float32 weight the codes stand for (tests, accuracy reports)."""
+        if self.kernel == "q4":
+            return from_q4_layout(self.codes, self.scales)
         eye = torch.eye(self.in_features, dtype=self.scales.dtype)
         keep, self.dense = self.dense, None
         try:
@@ -162,3 +181,37 @@ def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
     """The inverse of pack_nibbles: (N, K / 2) uint8 -> (N, K) int32."""
     low, high = packed & 0x0F, packed >> 4
     return torch.stack([low, high], dim=-1).view(packed.shape[0], -1).to(torch.int32)
+
+
+def q4_1_scales(scales_and_zeros: torch.Tensor) -> torch.Tensor:
+    """scales_and_zeros (K / 32, N, 2) (w = (code - 8) * scale + zero) -> Q4_1's d and m
+    (2, N, K / 32) float16 (w = d * code + m); float16 d and m pass through unchanged."""
+    if is_q4_1_scales(scales_and_zeros):
+        return scales_and_zeros
+    scale = scales_and_zeros[..., 0].t().float()
+    zero = scales_and_zeros[..., 1].t().float()
+    return torch.stack([scale, zero - 8 * scale]).to(torch.float16).contiguous()
+
+
+def is_q4_1_scales(scales: torch.Tensor) -> bool:
+    return scales.dtype == torch.float16 and scales.dim() == 3 and scales.shape[0] == 2
+
+
+def to_q4_layout(codes: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) codes 0..15 and their scales (either form of q4_1_scales) -> the q4 kernel's
+    (nibbles (N, K / 2) uint8, d and m (2, N, K / 32) int16 holding float16 bits),
+    w = d * code + m: per group of 32, byte j holds column j (low nibble) and j + 16 (high)."""
+    n, k = codes.shape
+    groups = codes.to(torch.uint8).view(n, k // INT4_GROUP, 2, INT4_GROUP // 2)
+    nibbles = (groups[:, :, 0] | (groups[:, :, 1] << 4)).reshape(n, k // 2)
+    return nibbles.contiguous(), q4_1_scales(scales).view(torch.int16).contiguous()
+
+
+def from_q4_layout(nibbles: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
+    """The inverse of to_q4_layout, as the (N, K) float32 weight the codes stand for."""
+    n, half = nibbles.shape
+    g = half * 2 // INT4_GROUP
+    pairs = nibbles.view(n, g, 1, INT4_GROUP // 2)
+    codes = torch.cat([pairs & 0x0F, pairs >> 4], dim=2).view(n, g, INT4_GROUP).float()
+    d, m = dm.view(torch.float16).float()
+    return (codes * d[..., None] + m[..., None]).view(n, g * INT4_GROUP)

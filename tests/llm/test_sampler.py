@@ -38,6 +38,16 @@ def test_top_k_never_leaves_its_set_and_matches_frequencies() -> None:
     assert torch.allclose(observed, expected, atol=0.015)
 
 
+def test_a_vanishing_top_p_keeps_the_top_token() -> None:
+    """5e-324 passes validation (> 0) but is 0 in float32: the top token must stay (it had
+    left an all-zero distribution, NaN in speculative verification; found by schemathesis)."""
+    logits = fixed_logits()
+    params = SamplingParams(temperature=1.0, top_p=5e-324)
+    probs = Sampler(V, [EOS]).probabilities(logits[None], rows(params, 1))
+    assert probs[0].nonzero().flatten().tolist() == [int(logits.argmax())]
+    assert set(draw(logits, params, n=50).tolist()) == {int(logits.argmax())}
+
+
 def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     torch.manual_seed(2)
     logits = fixed_logits()

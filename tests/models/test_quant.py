@@ -41,7 +41,7 @@ def test_quant_linear_equals_a_float_matmul_with_its_dequantized_weight(mode: st
     w = torch.randn(96, 128, generator=g)
     layer = QuantLinear.from_weight(w, mode)  # type: ignore[arg-type]
     x = torch.randn(5, 128, generator=g)
-    torch.testing.assert_close(layer(x), F.linear(x, layer.dequantized()), rtol=1e-5, atol=1e-4)
+    _assert_matmul(layer, x)
     # The codes are close to the weight: INT8 to 1/254 of each row's range, INT4 to 1/30 of a
     # group's.
     err = (layer.dequantized() - w).abs()
@@ -54,8 +54,20 @@ def test_quant_linear_uses_its_dense_weight_above_the_row_threshold() -> None:
     w = torch.randn(64, 64, generator=g)
     layer = QuantLinear.from_weight(w, "int4", dense_above=4)
     few, many = torch.randn(4, 64, generator=g), torch.randn(5, 64, generator=g)
-    torch.testing.assert_close(layer(few), F.linear(few, layer.dequantized()), rtol=1e-5, atol=1e-4)
+    _assert_matmul(layer, few)
+    assert not torch.equal(layer(few), F.linear(few, w))
     torch.testing.assert_close(layer(many), F.linear(many, w))
+
+
+def _assert_matmul(layer: QuantLinear, x: torch.Tensor) -> None:
+    """x @ the dequantized weight: to rounding with PyTorch's kernels; within 3% of the
+    outputs' spread on Augury's INT4 kernel, which rounds x to int8 per group of 32 (its exact
+    arithmetic is tested in tests/kernels/test_q4.py)."""
+    exact = F.linear(x, layer.dequantized())
+    if layer.kernel == "torch":
+        torch.testing.assert_close(layer(x), exact, rtol=1e-5, atol=1e-4)
+    else:  # (few columns here: the relative error is larger than at the model's widths)
+        assert float((layer(x) - exact).pow(2).mean().sqrt() / exact.std()) < 0.03
 
 
 def test_quantize_linears_swaps_all_but_the_lm_head_and_refuses_bad_modes() -> None:
