@@ -100,7 +100,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--text-tokens", type=int, default=2048)
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16, 64])
-    ap.add_argument("--dense-above", type=int, default=8)
+    from augury.llm.engine import AUTO_DENSE_ABOVE
+
+    ap.add_argument("--dense-above", type=int, default=AUTO_DENSE_ABOVE)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

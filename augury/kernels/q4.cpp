@@ -196,9 +196,12 @@ class DecodeStack {
   float eps_;
 };
 
+// Both release the GIL while they compute (as PyTorch's own ops do): a server's event loop
+// streams tokens while the engine thread is in the decode stack.
 void bind_q4(pybind11::module& m) {
-  m.def("q4_linear", &q4_linear, "x @ INT4 weight^T (CPU, AVX-512 VNNI)");
+  m.def("q4_linear", &q4_linear, "x @ INT4 weight^T (CPU, AVX-512 VNNI)",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
   pybind11::class_<DecodeStack>(m, "DecodeStack")
       .def(pybind11::init<std::vector<at::Tensor>, at::Tensor, int64_t, int64_t, double>())
-      .def("forward", &DecodeStack::forward);
+      .def("forward", &DecodeStack::forward, pybind11::call_guard<pybind11::gil_scoped_release>());
 }
