@@ -1,5 +1,6 @@
 // Paged decode attention's per-task kernel (see paged_attention.cpp), shared with the decode stack.
 #pragma once
+#include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <algorithm>
 #include <cmath>
@@ -89,6 +90,25 @@ void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* 
     const float inv = 1.f / denom[g];
     for (int64_t d = 0; d < D; ++d) out[g * D + d] = static_cast<T>(acc[g * D + d] * inv);
   }
+}
+
+// Decode attention of B query rows, one task per (row, kv head), threads over the tasks: row b's
+// H query heads start at q + b * q_stride, its output heads at out + b * H * D.
+template <typename T>
+void decode_rows(const T* q, int64_t q_stride, const T* kc, const T* vc, const int64_t* tables,
+                 int64_t MB, const int64_t* lens, int64_t B, int64_t H, int64_t KV, int64_t D,
+                 int64_t NB, int64_t BS, float scale, T* out) {
+  const int64_t G = H / KV;
+  int64_t max_ctx = 1;
+  for (int64_t b = 0; b < B; ++b) max_ctx = std::max(max_ctx, lens[b]);
+  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qf(G * D), scores(G * max_ctx), acc(G * D);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / KV, kvh = i % KV;
+      decode_task<T>(q + b * q_stride + kvh * G * D, kc, vc, tables + b * MB, lens[b], kvh, G, D,
+                     NB, BS, scale, out + (b * H + kvh * G) * D, qf, scores, acc);
+    }
+  });
 }
 
 }  // namespace augury

@@ -19,32 +19,16 @@
 
 #include "attention.h"
 
-using augury::decode_task;
-
 namespace {
 
 template <typename T>
 void decode_impl(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc,
                  const at::Tensor& tables, const at::Tensor& lens, double scale, at::Tensor& out) {
   const int64_t B = q.size(0), H = q.size(1), D = q.size(2);
-  const int64_t KV = kc.size(0), NB = kc.size(1), BS = kc.size(2), MB = tables.size(1);
-  const int64_t G = H / KV;
-  const T* qp = q.data_ptr<T>();
-  const T* kp = kc.data_ptr<T>();
-  const T* vp = vc.data_ptr<T>();
-  const int64_t* tp = tables.data_ptr<int64_t>();
-  const int64_t* lp = lens.data_ptr<int64_t>();
-  T* op = out.data_ptr<T>();
-  int64_t max_ctx = 1;
-  for (int64_t b = 0; b < B; ++b) max_ctx = std::max(max_ctx, lp[b]);
-  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf(G * D), scores(G * max_ctx), acc(G * D);
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / KV, kvh = i % KV;
-      decode_task<T>(qp + (b * H + kvh * G) * D, kp, vp, tp + b * MB, lp[b], kvh, G, D, NB, BS,
-                     static_cast<float>(scale), op + (b * H + kvh * G) * D, qf, scores, acc);
-    }
-  });
+  augury::decode_rows<T>(q.data_ptr<T>(), H * D, kc.data_ptr<T>(), vc.data_ptr<T>(),
+                         tables.data_ptr<int64_t>(), tables.size(1), lens.data_ptr<int64_t>(), B,
+                         H, kc.size(0), D, kc.size(1), kc.size(2), static_cast<float>(scale),
+                         out.data_ptr<T>());
 }
 
 }  // namespace

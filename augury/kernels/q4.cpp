@@ -125,15 +125,13 @@ class DecodeStack {
     const int64_t* sp = slots.data_ptr<int64_t>();
     const int64_t* tp = tables.data_ptr<int64_t>();
     const int64_t* lp = lens.data_ptr<int64_t>();
-    int64_t max_ctx = 1;
     for (int64_t t = 0; t < T; ++t) {
       TORCH_CHECK(sp[t] >= 0 && sp[t] < per_head, "slot ", sp[t], " out of range");
       TORCH_CHECK(lp[t] >= 1 && lp[t] <= MB * BS_, "context length ", lp[t], " out of range");
       for (int64_t j = 0; j < (lp[t] + BS_ - 1) / BS_; ++j)
         TORCH_CHECK(tp[t * MB + j] >= 0 && tp[t * MB + j] < NB_, "block id out of range");
-      max_ctx = std::max(max_ctx, lp[t]);
     }
-    const int64_t QKV = (H_ + 2 * KV_) * D_, G = H_ / KV_, I = intermediate_, Hd = hidden_;
+    const int64_t QKV = (H_ + 2 * KV_) * D_, I = intermediate_, Hd = hidden_;
     const float scale = 1.f / std::sqrt(static_cast<float>(D_));
     std::vector<BF16> h(T * Hd), qkv(T * QKV), attn(T * H_ * D_), o(T * Hd), gu(T * 2 * I),
         act(T * I), mlp(T * Hd);
@@ -148,15 +146,8 @@ class DecodeStack {
       augury::q4_gemm(l.qkv, xa, qkv.data(), QKV);
       augury::rotary_cache_impl<BF16>(qkv.data(), cp, snp, l.kc, l.vc, sp, T, H_, KV_, D_,
                                       per_head);
-      at::parallel_for(0, T * KV_, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> qf(G * D_), scores(G * max_ctx), acc(G * D_);
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t t = i / KV_, kvh = i % KV_;
-          augury::decode_task<BF16>(qkv.data() + t * QKV + kvh * G * D_, l.kc, l.vc, tp + t * MB,
-                                    lp[t], kvh, G, D_, NB_, BS_, scale,
-                                    attn.data() + (t * H_ + kvh * G) * D_, qf, scores, acc);
-        }
-      });
+      augury::decode_rows<BF16>(qkv.data(), QKV, l.kc, l.vc, tp, MB, lp, T, H_, KV_, D_, NB_, BS_,
+                                scale, attn.data());
       xa.quantize(attn.data(), H_ * D_, T, H_ * D_);
       augury::q4_gemm(l.o, xa, o.data(), Hd);
       augury::add_rms_norm_impl<BF16>(o.data(), res, l.ln_post, h.data(), T, Hd, eps_);
