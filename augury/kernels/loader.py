@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 BUILD = HERE / "_build"
 NAME = "augury_kernels"
-SOURCES = [HERE / "paged_attention.cpp", HERE / "fused.cpp", HERE / "q4.cpp", HERE / "module.cpp"]
-HEADERS = [HERE / "attention.h", HERE / "fused.h", HERE / "q4.h"]
+SOURCES = [
+    HERE / "paged_attention.cpp",
+    HERE / "fused.cpp",
+    HERE / "q4.cpp",
+    HERE / "q8.cpp",
+    HERE / "module.cpp",
+]
+HEADERS = [HERE / "attention.h", HERE / "fused.h", HERE / "q4.h", HERE / "q8.h"]
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math"]
 # libmvec: glibc's vector math (exp over many scores at once); absent elsewhere, the build
 # fails and the torch paths are used.

@@ -66,12 +66,13 @@ inline float half_to_float(uint16_t h) {
 
 // Rows of x quantized for the weights' layout: per row, chunks of 4 groups (the last padded
 // with zeros); per chunk 64 int8 codes of the groups' columns 0-15 (`lo`) and 64 of columns
-// 16-31 (`hi`), and per int32 lane of the dot products (4 per group) the group's scale and a
-// quarter of its sum (the 4 lanes of a group add up to the whole m * sum x term).
+// 16-31 (`hi`), and per int32 lane of the dot products (4 per group) the group's scale, a
+// quarter of its sum (the 4 lanes of a group add up to the whole m * sum x term) and, for
+// weights stored as unsigned code + 128 (q8.h), a quarter of 128 * scale * the sum of its codes.
 struct Q8Act {
   int64_t M = 0, G = 0, C = 0;
-  std::vector<int8_t> lo, hi;      // (M, C * 64)
-  std::vector<float> scale, sum4;  // (M, C * 16)
+  std::vector<int8_t> lo, hi;             // (M, C * 64)
+  std::vector<float> scale, sum4, qsum4;  // (M, C * 16)
 
   template <typename T>
   void quantize(const T* x, int64_t ldx, int64_t rows, int64_t K) {
@@ -82,6 +83,7 @@ struct Q8Act {
     hi.assign(M * C * 64, 0);
     scale.assign(M * C * 16, 0.f);
     sum4.assign(M * C * 16, 0.f);
+    qsum4.assign(M * C * 16, 0.f);
     float v[Q4_GROUP];
     for (int64_t r = 0; r < M; ++r) {
       for (int64_t g = 0; g < G; ++g) {
@@ -95,13 +97,16 @@ struct Q8Act {
         const float inv = amax > 0.f ? 127.f / amax : 0.f;
         int8_t* l = &lo[r * C * 64 + g * 16];
         int8_t* h = &hi[r * C * 64 + g * 16];
+        int32_t qsum = 0;
         for (int64_t i = 0; i < 16; ++i) {
           l[i] = static_cast<int8_t>(std::nearbyint(v[i] * inv));
           h[i] = static_cast<int8_t>(std::nearbyint(v[16 + i] * inv));
+          qsum += l[i] + h[i];
         }
         for (int64_t lane = 0; lane < 4; ++lane) {
           scale[r * C * 16 + g * 4 + lane] = amax / 127.f;
           sum4[r * C * 16 + g * 4 + lane] = 0.25f * sum;
+          qsum4[r * C * 16 + g * 4 + lane] = 32.f * (amax / 127.f) * static_cast<float>(qsum);
         }
       }
     }

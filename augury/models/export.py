@@ -3,7 +3,9 @@
 Layout (a Hugging Face-style folder):
 - `config.json`: the architecture, plus `"augury_quantization": {"mode", "group_size"}` when
   the decoder's linears are quantized;
-- `model.safetensors`: the embedding, the norms (and an untied LM head) in bfloat16, and for
+- `model.safetensors`: the norms in bfloat16; the embedding (and an untied LM head) as Q8_0
+  `model.embed_tokens.codes` (N, K) int8 and `.scales` (N, K / 32) float16 (w = d * code per
+  group of 32; folders from before 2026-11-23 hold a bfloat16 `.weight` and still load); for
   each decoder linear (fused `qkv_proj`, `o_proj`, `gate_up_proj`, `down_proj`)
   `<name>.codes` and `<name>.scales`: INT4 codes two to a byte (N, K / 2) uint8 with Q4_1's
   float16 d and m (2, N, K / 32) (w = d * code + m; folders from before 2026-11-23 hold
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from augury.kernels.loader import kernel_ops
 from augury.models.config import LlamaConfig, LoadedModel
 from augury.models.default import default_model_path
 from augury.models.llama import LlamaModel
@@ -34,12 +38,15 @@ from augury.models.loader.hf import CONFIG_FILE, config_from_hf, hf_config, save
 from augury.models.packed import pack_linears
 from augury.models.quant import (
     INT4_GROUP,
+    Q8Embedding,
+    Q8Table,
     Quantization,
     QuantLinear,
     pack_nibbles,
     q4_1_scales,
     quantize_int4,
     quantize_int8,
+    quantize_q8_0,
     unpack_nibbles,
 )
 from augury.models.tokenizer import Tokenizer
@@ -78,6 +85,9 @@ def _save_quantized(loaded: LoadedModel, out: Path, mode: Quantization) -> None:
         name: model.get_parameter(name.removeprefix("model.")).to(SERVING_DTYPE)
         for name in _dense_names(loaded.config)
     }
+    for table in _tables(loaded.config):  # Q8_0: GGUF's own codes come back exactly
+        codes, d = quantize_q8_0(model.get_parameter(table.removeprefix("model.") + ".weight"))
+        tensors[table + ".codes"], tensors[table + ".scales"] = codes, d
     for i, block in enumerate(model.blocks()):
         for linear in LINEARS:
             weight = block.get_submodule(linear).get_parameter("weight")
@@ -126,35 +136,68 @@ def load_exported(directory: str | Path, dtype: torch.dtype, device: str) -> Lla
                 f"{directory / WEIGHTS} lacks {len(missing)} tensors, e.g. {missing[0]}"
             )
         for name in _dense_names(config):
-            _set_param(model, name.removeprefix("model."), f.get_tensor(name))
+            _set_param(model, name.removeprefix("model."), f.get_tensor(name).clone())
+        tables = {
+            name: _load_table(f, name, names, f"{directory / WEIGHTS}") for name in _tables(config)
+        }
         for i, block in enumerate(model.blocks()):
             for linear in LINEARS:
                 key = f"model.layers.{i}.{linear}"
                 codes, scales = f.get_tensor(key + ".codes"), f.get_tensor(key + ".scales")
-                if mode == "int4":
-                    codes = unpack_nibbles(codes)
+                # copies: nothing may keep the file's memory map (and its pages) alive
+                codes = unpack_nibbles(codes) if mode == "int4" else codes.clone()
+                scales = scales.clone()
                 parent, _, child = linear.rpartition(".")
                 setattr(block.get_submodule(parent), child, QuantLinear(codes, scales, mode))
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
+    embed, head = tables["model.embed_tokens"], tables.get("lm_head")
+    if isinstance(embed, Q8Table):  # the kernels are built: serve from the Q8_0 tables
+        model.embed_tokens = Q8Embedding(embed)  # type: ignore[assignment]
+        model.lm_head = embed if head is None else head  # type: ignore[assignment]
+    else:
+        _set_param(model, "embed_tokens.weight", embed)
+        if head is None:
+            model.lm_head.weight = model.embed_tokens.weight
+        else:
+            assert isinstance(head, torch.Tensor)  # both tables are of one kind
+            _set_param(model, "lm_head.weight", head)
     model.rotary.build(torch.device("cpu"))
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise ValueError(f"{directory}: no values for {left[:3]}")
     model = model.to(dtype=dtype).eval()
     model.requires_grad_(False)
-    pack_linears(model)  # the LM head (the only dense linear left)
+    pack_linears(model)  # a dense LM head, where the kernels are not built
     return model
 
 
 def _dense_names(config: LlamaConfig) -> list[str]:
-    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    names = ["model.norm.weight"]
     for i in range(config.num_layers):
         p = f"model.layers.{i}."
         names += [p + "input_layernorm.weight", p + "post_attention_layernorm.weight"]
-    if not config.tie_word_embeddings:
-        names.append("lm_head.weight")
     return names
+
+
+def _tables(config: LlamaConfig) -> list[str]:
+    """The embedding and an untied LM head: Q8_0 tables (`.codes`, `.scales`) in exports."""
+    return ["model.embed_tokens"] + ([] if config.tie_word_embeddings else ["lm_head"])
+
+
+def _load_table(f: Any, name: str, names: set[str], file: str) -> Q8Table | torch.Tensor:
+    """A Q8_0 table of an export (a float tensor where the kernels are not built), or the
+    bfloat16 weight that folders written before 2026-11-23 hold."""
+    if name + ".codes" in names:
+        codes, d = f.get_tensor(name + ".codes").clone(), f.get_tensor(name + ".scales").clone()
+        if codes.dtype != torch.int8 or d.dtype != torch.float16 or d.dim() != 2:
+            raise ValueError(f"{file}: {name} is not Q8_0 (int8 codes, float16 scales)")
+        if kernel_ops() is not None:
+            return Q8Table(codes, d)
+        n, k = codes.shape
+        return (codes.float().view(n, -1, INT4_GROUP) * d.float()[..., None]).view(n, k)
+    if name + ".weight" not in names:
+        raise ValueError(f"{file} lacks {name}.codes and {name}.scales")
+    weight = f.get_tensor(name + ".weight").clone()
+    return Q8Table.from_weight(weight) if kernel_ops() is not None else weight
 
 
 def _expected_names(config: LlamaConfig) -> set[str]:

@@ -24,7 +24,13 @@ from augury.models.layers import (
     cpu_kernels,
 )
 from augury.models.packed import pack_linears
-from augury.models.quant import Quantization, QuantLinear, quantize_linears
+from augury.models.quant import (
+    Q8Embedding,
+    Q8Table,
+    Quantization,
+    QuantLinear,
+    quantize_linears,
+)
 
 KVCaches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """One (key, value) pair per layer, each (num_kv_heads, num_blocks, block_size, head_dim)."""
@@ -120,11 +126,26 @@ class LlamaModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed_tokens.weight.dtype
+        return self.norm.weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.embed_tokens.weight.device
+        return self.norm.weight.device
+
+    def quantize_embedding(self, keep_dense: bool) -> bool:
+        """Swap the embedding and the LM head for Q8_0 tables on the q8 kernel (one table when
+        they are tied); False (nothing changed) where the kernels are unavailable. With
+        `keep_dense` the LM head keeps its float weight for products of many rows."""
+        if kernel_ops() is None:
+            return False
+        table = Q8Table.from_weight(
+            self.embed_tokens.weight, keep_dense=keep_dense and self.cfg.tie_word_embeddings
+        )
+        head = table
+        if not self.cfg.tie_word_embeddings:
+            head = Q8Table.from_weight(self.lm_head.weight, keep_dense=keep_dense)
+        self.embed_tokens, self.lm_head = Q8Embedding(table), head  # type: ignore[assignment]
+        return True
 
     def forward(
         self,
@@ -239,7 +260,8 @@ def build_model(
 
     With `prepack`, bfloat16 linears on the CPU get oneDNN pre-packed weights (see packed.py).
     `quantization` int8/int4 swaps the decoder's linears for weight-only quantized ones
-    (CPU only; see quant.py), keeping dense weights for inputs of more than `dense_above` rows.
+    (CPU only; see quant.py), keeping dense weights for inputs of more than `dense_above` rows,
+    and the embedding and LM head for a Q8_0 table.
     """
     with torch.device("meta"):
         model = LlamaModel(cfg)
@@ -255,6 +277,7 @@ def build_model(
                 "with float32 activations"
             )
         quantize_linears(model, quantization, dense_above)  # from the float32 weights
+        model.quantize_embedding(keep_dense=dense_above is not None)
     model = model.to(device=device, dtype=dtype).eval()
     # to_empty left the rotary tables uninitialized; build them in float32 on the device.
     model.rotary.build(torch.device(device))

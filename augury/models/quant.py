@@ -15,12 +15,15 @@ oneDNN's bfloat16 GEMM as rows grow (measured in bench/bench_quant.py). So a lay
 dense weight too and use it above `dense_above` rows (the engine's default: int4 for decode
 steps of up to 20 rows, bfloat16 GEMMs for prefill and large batches); without it the layer is
 quantized for every batch (smallest memory).
-The LM head and the embedding stay dense (the LM head is tied to the embedding here).
+The embedding and the LM head (tied here) become one Q8_0 table on Augury's q8 kernel
+(`Q8Table`, augury/kernels/q8.h) when the kernels are built: the bundled GGUF stores them in
+Q8_0, so its codes come back exactly, at 30 MB instead of 57 (bfloat16) plus 54 (the LM head's
+packed copy); without the kernels they stay dense.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -31,6 +34,9 @@ Quantization = Literal["none", "int8", "int4"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 INT4_GROUP = 32
 """Weights per INT4 scale/zero pair (Q4_1's block size)."""
+Q8_HEAD_MAX_ROWS = 8
+"""Up to this many rows the Q8_0 LM head beats oneDNN's packed bfloat16 one (measured:
+bench/bench_quant.py); above it a head that kept its float weight uses that."""
 
 
 def quantize_int4(
@@ -215,3 +221,117 @@ def from_q4_layout(nibbles: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
     codes = torch.cat([pairs & 0x0F, pairs >> 4], dim=2).view(n, g, INT4_GROUP).float()
     d, m = dm.view(torch.float16).float()
     return (codes * d[..., None] + m[..., None]).view(n, g * INT4_GROUP)
+
+
+def quantize_q8_0(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) float -> GGUF Q8_0: (codes (N, K) int8 in -127..127, d (N, K / 32) float16),
+    w ~= d * code per row and group of 32 with d = max |w| / 127. A Q8_0 tensor dequantized to
+    float32 comes back code for code."""
+    n, k = weight.shape
+    if k % INT4_GROUP:
+        raise ValueError(f"in_features {k} is not a multiple of the Q8_0 group size 32")
+    groups = weight.float().view(n, k // INT4_GROUP, INT4_GROUP)
+    d = (groups.abs().amax(-1) / 127).to(torch.float16)
+    safe = torch.where(d > 0, d, torch.ones_like(d)).float()
+    codes = (groups / safe[..., None]).round().clamp(-127, 127).to(torch.int8)
+    return codes.view(n, k), d
+
+
+def to_q8_layout(codes: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q8_0 (codes (N, K) int8, d (N, K / 32) float16) -> the q8 kernel's (codes + 128 (N, K)
+    uint8 with each chunk of 4 groups' columns 0-15 before their columns 16-31 (see
+    augury/kernels/q8.h), d as int16 float16 bits)."""
+    n, k = codes.shape
+    g = k // INT4_GROUP
+    u = (codes.to(torch.int16) + 128).to(torch.uint8).view(n, g, 2, INT4_GROUP // 2)
+    full = g // 4 * 4
+    parts = [u[:, :full].reshape(n, g // 4, 4, 2, 16).transpose(2, 3).reshape(n, full * 32)]
+    if full < g:  # a last chunk of fewer than 4 groups
+        parts.append(u[:, full:].transpose(1, 2).reshape(n, (g - full) * 32))
+    return torch.cat(parts, dim=1).contiguous(), d.to(torch.float16).view(torch.int16).contiguous()
+
+
+def from_q8_layout(codes: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of to_q8_layout: Q8_0's (codes (N, K) int8, d (N, K / 32) float16)."""
+    n, k = codes.shape
+    g = k // INT4_GROUP
+    full = g // 4 * 4
+    parts = [codes[:, : full * 32].reshape(n, g // 4, 2, 4, 16).transpose(2, 3)]
+    if full < g:
+        parts.append(codes[:, full * 32 :].reshape(n, 1, 2, g - full, 16).transpose(2, 3))
+    natural = torch.cat([p.reshape(n, -1, 2, 16) for p in parts], dim=1).reshape(n, k)
+    return (natural.to(torch.int16) - 128).to(torch.int8), d.view(torch.float16)
+
+
+class Q8Table(nn.Module):
+    """An (N, K) matrix in Q8_0 on the q8 kernel (augury/kernels/q8.h): the embedding's rows
+    (`rows`) and, as a module, the LM head (x @ W^T in float32). One table serves both when
+    they are tied: 30 MB for the bundled model where the dense embedding plus the LM head's
+    packed copy took 111 MB, and the head reads half the bytes of bfloat16 per decode step."""
+
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        d: torch.Tensor,
+        dense: nn.Linear | None = None,
+        dense_above: int = Q8_HEAD_MAX_ROWS,
+    ) -> None:
+        """codes (N, K) int8 and d (N, K / 32) float16: Q8_0 (see quantize_q8_0). With `dense`
+        (the float weight as an nn.Linear, packed for oneDNN later like any other linear),
+        products of more than `dense_above` rows use it: the kernel is bound by arithmetic
+        there and oneDNN's bfloat16 GEMM wins (bench/bench_quant.py measures both)."""
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = codes.shape
+        packed, scales = to_q8_layout(codes, d)
+        self.codes: torch.Tensor
+        self.scales: torch.Tensor
+        self.register_buffer("codes", packed)
+        self.register_buffer("scales", scales)
+        self.dense = dense
+        self.dense_above = dense_above
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, keep_dense: bool = False) -> Q8Table:
+        dense = None
+        if keep_dense:
+            dense = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            dense.weight = nn.Parameter(weight.detach(), requires_grad=False)
+        return cls(*quantize_q8_0(weight), dense=dense)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, K) -> (M, N) float32."""
+        if self.dense is not None and x.shape[0] > self.dense_above:
+            return self.dense(x).float()
+        return _q8_ops().q8_linear(x, self.codes, self.scales)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids -> their rows, bfloat16."""
+        return _q8_ops().q8_embed(ids, self.codes, self.scales)
+
+    def q8_0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q8_0's (codes, d) (exports)."""
+        return from_q8_layout(self.codes, self.scales)
+
+    def dequantized(self) -> torch.Tensor:
+        codes, d = self.q8_0()
+        n, k = codes.shape
+        w = codes.float().view(n, -1, INT4_GROUP) * d.float()[..., None]
+        return w.view(n, k)
+
+
+class Q8Embedding(nn.Module):
+    """nn.Embedding's place in a model, reading rows of a Q8Table."""
+
+    def __init__(self, table: Q8Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table.rows(ids)
+
+
+def _q8_ops() -> Any:
+    ops = kernel_ops()
+    if ops is None:
+        raise RuntimeError("the Q8_0 table needs Augury's C++ kernels (AUGURY_KERNELS is 0?)")
+    return ops

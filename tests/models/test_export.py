@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from augury.cli.main import main
 from augury.llm.engine import load_model_and_tokenizer
@@ -14,7 +16,7 @@ from augury.models.config import LoadedModel
 from augury.models.export import QUANT_KEY, export_model, exported_quantization
 from augury.models.llama import LlamaModel, build_model
 from augury.models.loader import load_weights
-from augury.models.quant import QuantLinear
+from augury.models.quant import Q8Embedding, Q8Table, QuantLinear
 from augury.models.tokenizer import Tokenizer
 from tests.models.test_llama_golden import last_logits
 
@@ -49,8 +51,32 @@ def test_int4_folder_serves_exactly_what_in_process_int4_does(
     assert isinstance(exported.layers[0].self_attn.qkv_proj, QuantLinear)
     assert exported.layers[0].mlp.gate_up_proj.dense is None  # no float copy of the linears
     direct = build_model(weights.config, weights.tensors, torch.bfloat16, quantization="int4")
+    assert isinstance(exported.lm_head, Q8Table) and isinstance(exported.embed_tokens, Q8Embedding)
+    assert exported.embed_tokens.table is exported.lm_head  # tied: one table
     assert torch.equal(last_logits(exported, PROMPT), last_logits(direct, PROMPT))
     assert tokenizer.eos_token_ids
+
+
+def test_a_folder_with_a_bfloat16_embedding_still_loads(
+    int4_dir: Path, tmp_path: Path, weights: LoadedModel
+) -> None:
+    """Exports from before 2026-11-23 hold the embedding as a bfloat16 `.weight`; it is
+    requantized to the Q8_0 table on load (the model then computes what a fresh export does, to
+    the bfloat16 rounding of the embedding)."""
+    old = tmp_path / "old"
+    shutil.copytree(int4_dir, old)
+    tensors = load_file(str(old / "model.safetensors"))
+    codes, d = tensors.pop("model.embed_tokens.codes"), tensors.pop("model.embed_tokens.scales")
+    n, k = codes.shape
+    weight = codes.float().view(n, -1, 32) * d.float()[..., None]
+    tensors["model.embed_tokens.weight"] = weight.view(n, k).to(torch.bfloat16)
+    save_file(tensors, str(old / "model.safetensors"))
+    model, _ = load_model_and_tokenizer(str(old), torch.bfloat16, "cpu")
+    fresh, _ = load_model_and_tokenizer(str(int4_dir), torch.bfloat16, "cpu")
+    assert isinstance(model.lm_head, Q8Table)
+    a, b = last_logits(model, PROMPT), last_logits(fresh, PROMPT)
+    assert int(a.argmax()) == int(b.argmax())
+    assert float((a - b).abs().max()) < 0.05 * float(b.std())
 
 
 def test_plain_export_is_a_bfloat16_hugging_face_checkpoint(
