@@ -1,4 +1,5 @@
-// The Python module of Augury's C++ kernels: paged_attention.cpp, fused.cpp and q4.cpp.
+// The Python module of Augury's C++ kernels: paged_attention.cpp, fused.cpp, q4.cpp and
+// q8.cpp.
 #include <torch/extension.h>
 
 at::Tensor paged_decode_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache,
@@ -10,6 +11,7 @@ void rotary_cache_write(at::Tensor qkv, at::Tensor cos, at::Tensor sin, at::Tens
                         int64_t num_kv_heads);
 at::Tensor silu_mul(at::Tensor gate_up);
 void bind_q4(pybind11::module& m);
+void bind_q8(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_decode_attention", &paged_decode_attention, "paged decode attention (CPU)");
@@ -17,4 +19,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rotary_cache_write", &rotary_cache_write, "rotary in place + KV cache write (CPU)");
   m.def("silu_mul", &silu_mul, "SiLU(gate) * up (CPU)");
   bind_q4(m);
+  bind_q8(m);
+  // torch sets a thread's OpenMP thread count at its first parallel op, once, from the last
+  // count any thread set; this module has its own copy of that once-per-thread flag (an inline
+  // function's thread_local), so augury/threads.py calls this before setting a count.
+  m.def("init_threads", [] { at::internal::lazy_init_num_threads(); },
+        "torch's first-parallel-op thread setup, for this module, in the calling thread");
 }

@@ -47,6 +47,7 @@ from augury.models.default import DEFAULT_MODEL_ID, default_model_path
 from augury.models.llama import LlamaModel, build_model
 from augury.models.quant import QUANTIZATIONS, Quantization
 from augury.models.tokenizer import Tokenizer
+from augury.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class EngineConfig:
     quantized ones (quantized kernels win only for a few rows); None quantizes every step and
     keeps no dense copy (least memory)."""
     num_threads: int | None = None
-    """torch intra-op threads; None leaves torch's default (one per core)."""
+    """torch intra-op threads of the thread that steps the engine; None: torch's default (one
+    per core)."""
     seed: int = 0
     """Seed of the shared random source for requests without a seed of their own."""
 
@@ -113,6 +115,10 @@ class EngineConfig:
             raise ValueError(
                 f"quantized_max_rows must be at least 1 (or None), got {self.quantized_max_rows}"
             )
+
+
+DEFAULT_THREADS = torch.get_num_threads()
+"""torch's own default (one per physical core), read when this module is imported."""
 
 
 class QueueFullError(RuntimeError):
@@ -238,8 +244,8 @@ class LLMEngine:
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> LLMEngine:
-        if config.num_threads:
-            torch.set_num_threads(config.num_threads)
+        # Always set, in the thread that steps the engine (see augury/threads.py).
+        set_torch_threads(config.num_threads or DEFAULT_THREADS)
         model, tokenizer = load_model_and_tokenizer(
             config.model,
             DTYPES[config.dtype],

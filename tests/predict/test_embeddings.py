@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -56,3 +58,36 @@ def test_text_over_kserve(embedding_server: Live) -> None:
     tensor.set_data_from_numpy(np.array([b"hello world", b"good morning"], dtype=object))
     result = client.infer("minilm", [tensor])
     assert result.as_numpy("embedding").shape == (2, 384)
+
+
+def test_the_torch_runtime_leaves_the_process_threads(tmp_path: Path) -> None:
+    """A text model runs torch on one thread in the threads that load and run it and leaves
+    other threads' count alone (an OpenMP team of its own beside the language model's made
+    single-stream generation 2.5x slower)."""
+    from augury.predict.config import load_config
+    from augury.predict.errors import ConfigError
+    from augury.predict.examples import text
+    from augury.predict.pipeline import InferRequest, Pipeline
+
+    text.build_encoder(tmp_path)
+    folder = next(p for p in tmp_path.iterdir() if p.is_dir())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+
+        def load_and_run() -> None:
+            pipeline = Pipeline.load(load_config(folder), folder / "1")
+            pipeline.predict(InferRequest({"text": np.array(["a sentence"], dtype=object)}))
+            seen.append(torch.get_num_threads())
+
+        worker = threading.Thread(target=load_and_run)
+        worker.start()
+        worker.join()
+        assert seen == [1] and torch.get_num_threads() == 2
+        toml = (folder / "model.toml").read_text()
+        (folder / "model.toml").write_text(toml + "\n[runtime_options]\nthreads = 1\n")
+        with pytest.raises(ConfigError, match="takes no threads option"):
+            Pipeline.load(load_config(folder), folder / "1")
+    finally:
+        torch.set_num_threads(before)

@@ -127,7 +127,6 @@ def build_news(out: Path, per_class: int | None = None, max_length: int = 128) -
     embed = Pipeline.load(load_config(out / NEWS), folder)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, os.cpu_count() or 1))  # a build step may use every core
-    embed.runtime.threads = torch.get_num_threads()  # type: ignore[attr-defined]
     chunks = [np.array(texts[i : i + 32], dtype=object) for i in range(0, len(texts), 32)]
     emb = np.concatenate(
         [embed.predict(InferRequest({"text": c})).outputs["embedding"] for c in chunks]

@@ -4,10 +4,12 @@ Loaded from a Hugging Face folder layout (config.json + model.safetensors, no pi
 position and type embeddings, post-norm transformer layers, then mean pooling over the
 attention mask and (optionally) L2 normalization, as sentence-transformers does.
 
-runtime_options: threads (torch intra-op threads, default 1), normalize (default true),
-head (optional safetensors file with `weight` (H, k) and `bias` (k,): a linear classifier on
-the embeddings, e.g. a topic model; its output is "scores").
+runtime_options: normalize (default true), head (optional safetensors file with `weight`
+(H, k) and `bias` (k,): a linear classifier on the embeddings, e.g. a topic model; its output
+is "scores").
 Inputs: input_ids, attention_mask, token_type_ids (n, T) int64. Output: "embedding" (n, H).
+It runs torch on one thread per batch instance (more instances run batches in parallel), set
+in each thread that loads or runs it (augury/threads.py says why), so `threads` is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 
 from augury.predict.config import ModelConfig
 from augury.predict.errors import ConfigError
+from augury.threads import set_torch_threads
 
 
 @dataclass(frozen=True)
@@ -138,12 +141,9 @@ def load_encoder(folder: Path) -> TextEncoder:
 class TorchEncoderRuntime:
     """Runs a TextEncoder on token ids under inference mode."""
 
-    def __init__(
-        self, model: TextEncoder, normalize: bool, threads: int, head: dict[str, Tensor] | None
-    ) -> None:
+    def __init__(self, model: TextEncoder, normalize: bool, head: dict[str, Tensor] | None) -> None:
         self.model = model
         self.normalize = normalize
-        self.threads = threads
         self.head = head
 
     def run(self, inputs: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
@@ -151,8 +151,7 @@ class TorchEncoderRuntime:
         mask = torch.from_numpy(np.ascontiguousarray(inputs["attention_mask"], np.int64))
         types = inputs.get("token_type_ids")
         type_ids = torch.zeros_like(ids) if types is None else torch.from_numpy(types)
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        set_torch_threads(1)
         with torch.inference_mode():
             emb = self.model(ids, mask, type_ids)
             if self.normalize:
@@ -167,12 +166,16 @@ def load(config: ModelConfig, folder: Path) -> TorchEncoderRuntime:
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise ConfigError(f"{folder}: runtime 'torch' needs config.json and model.safetensors")
     opts = config.runtime_options
+    if "threads" in opts:
+        raise ConfigError(
+            f"{folder}: runtime 'torch' takes no threads option (it runs one torch thread per "
+            "batch instance; raise [batching] instances for more batches at once)"
+        )
+    set_torch_threads(1)
     head = None
     if "head" in opts:
         head = load_file(str(folder / str(opts["head"])))
         if set(head) != {"weight", "bias"}:
             raise ConfigError(f"{folder / opts['head']} must hold exactly 'weight' and 'bias'")
         head = {k: v.float() for k, v in head.items()}
-    return TorchEncoderRuntime(
-        load_encoder(folder), bool(opts.get("normalize", True)), int(opts.get("threads", 1)), head
-    )
+    return TorchEncoderRuntime(load_encoder(folder), bool(opts.get("normalize", True)), head)
