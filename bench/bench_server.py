@@ -123,7 +123,9 @@ async def run_level(
             }
             timings.append(await one_request(client, body))
 
-    limits = httpx.Limits(max_connections=concurrency + 4)
+    # A connection per request: llama-server may close a keep-alive connection after a
+    # streamed response, and a request sent on it then fails before any byte arrives.
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
         start = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
