@@ -12,15 +12,22 @@ threads skip Augury's C++ kernels, which only the engine runs.)
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from augury.kernels.loader import kernel_ops
 
+_set = threading.local()  # the count this thread was given (`n`)
+
 
 def set_torch_threads(n: int) -> None:
-    """Run this thread's torch ops on `n` threads, for good."""
+    """Run this thread's torch ops on `n` threads, for good (cheap when already so: the
+    predictive runtime calls it per batch)."""
     if n < 1:
         raise ValueError(f"torch threads must be at least 1, got {n}")
+    if getattr(_set, "n", None) == n and torch.get_num_threads() == n:
+        return
     # A parallel op (65,536 elements, above torch's grain of 32,768) makes torch initialize
     # this thread's count now, so the count set below is not overwritten later; Augury's C++
     # kernels keep their own copy of torch's once-per-thread flag.
@@ -29,3 +36,4 @@ def set_torch_threads(n: int) -> None:
         ops.init_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    _set.n = n

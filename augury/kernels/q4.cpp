@@ -47,19 +47,12 @@ thread_local augury::Q8Act scratch_act;
 // x (M, K) float32/bfloat16 @ the INT4 weight^T -> (M, N) in x's dtype.
 at::Tensor q4_linear(at::Tensor x, at::Tensor nib, at::Tensor dm) {
   const augury::Q4Weight w = q4_view(nib, dm);
-  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.size(1) == w.K,
-              "x must be a (M, ", w.K, ") CPU tensor");
-  x = x.contiguous();
+  x = augury::quantize_input(scratch_act, x, w.K, "q4_linear");
   auto out = at::empty({x.size(0), w.N}, x.options());
-  auto& act = scratch_act;
   if (x.scalar_type() == at::kBFloat16) {
-    act.quantize(x.data_ptr<BF16>(), w.K, x.size(0), w.K);
-    augury::q4_gemm(w, act, out.data_ptr<BF16>(), w.N);
-  } else if (x.scalar_type() == at::kFloat) {
-    act.quantize(x.data_ptr<float>(), w.K, x.size(0), w.K);
-    augury::q4_gemm(w, act, out.data_ptr<float>(), w.N);
+    augury::q4_gemm(w, scratch_act, out.data_ptr<BF16>(), w.N);
   } else {
-    TORCH_CHECK(false, "q4_linear supports float32 and bfloat16 inputs");
+    augury::q4_gemm(w, scratch_act, out.data_ptr<float>(), w.N);
   }
   return out;
 }

@@ -15,11 +15,14 @@
 // memory bandwidth: 0.625 bytes per weight instead of bfloat16's 2.
 #pragma once
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
@@ -113,6 +116,21 @@ struct Q8Act {
   }
 };
 
+// x (M, K) float32 or bfloat16 on the CPU, checked and rounded into `act` for `op`; returns
+// the contiguous x.
+inline at::Tensor quantize_input(Q8Act& act, at::Tensor x, int64_t K, const char* op) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.size(1) == K, "x must be a (M, ", K,
+              ") CPU tensor");
+  x = x.contiguous();
+  if (x.scalar_type() == at::kBFloat16) {
+    act.quantize(x.data_ptr<c10::BFloat16>(), K, x.size(0), K);
+  } else {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, op, " supports float32 and bfloat16 inputs");
+    act.quantize(x.data_ptr<float>(), K, x.size(0), K);
+  }
+  return x;
+}
+
 #if AUGURY_Q4_VNNI
 // One chunk (4 groups) of weight row `nb` against MR rows of x, added to acc.
 template <int MR>
@@ -198,23 +216,33 @@ inline void q4_rows(const Q4Weight& w, const Q8Act& a, int64_t m0, int64_t n0, i
 }
 #endif
 
+// Calls f(std::integral_constant<int, MR>{}, m0) for each block of up to Q4_ROWS rows of M,
+// MR the block's row count as a compile-time constant (the kernels keep one accumulator per
+// row in registers).
+template <typename F>
+inline void for_row_blocks(int64_t M, F&& f) {
+  using std::integral_constant;
+  for (int64_t m0 = 0; m0 < M; m0 += Q4_ROWS) {
+    switch (std::min<int64_t>(Q4_ROWS, M - m0)) {
+      case 1: f(integral_constant<int, 1>{}, m0); break;
+      case 2: f(integral_constant<int, 2>{}, m0); break;
+      case 3: f(integral_constant<int, 3>{}, m0); break;
+      case 4: f(integral_constant<int, 4>{}, m0); break;
+      case 5: f(integral_constant<int, 5>{}, m0); break;
+      case 6: f(integral_constant<int, 6>{}, m0); break;
+      case 7: f(integral_constant<int, 7>{}, m0); break;
+      default: f(integral_constant<int, 8>{}, m0); break;
+    }
+  }
+}
+
 // out (M, ldo) <- x (M, K, quantized in `a`) @ w^T, threads splitting the weight's rows.
 template <typename T>
 void q4_gemm(const Q4Weight& w, const Q8Act& a, T* out, int64_t ldo) {
   at::parallel_for(0, w.N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t m0 = 0; m0 < a.M; m0 += Q4_ROWS) {
-      T* o = out + m0 * ldo;
-      switch (std::min<int64_t>(Q4_ROWS, a.M - m0)) {
-        case 1: q4_rows<1>(w, a, m0, n0, n1, o, ldo); break;
-        case 2: q4_rows<2>(w, a, m0, n0, n1, o, ldo); break;
-        case 3: q4_rows<3>(w, a, m0, n0, n1, o, ldo); break;
-        case 4: q4_rows<4>(w, a, m0, n0, n1, o, ldo); break;
-        case 5: q4_rows<5>(w, a, m0, n0, n1, o, ldo); break;
-        case 6: q4_rows<6>(w, a, m0, n0, n1, o, ldo); break;
-        case 7: q4_rows<7>(w, a, m0, n0, n1, o, ldo); break;
-        default: q4_rows<8>(w, a, m0, n0, n1, o, ldo); break;
-      }
-    }
+    for_row_blocks(a.M, [&](auto mr, int64_t m0) {
+      q4_rows<decltype(mr)::value>(w, a, m0, n0, n1, out + m0 * ldo, ldo);
+    });
   });
 }
 

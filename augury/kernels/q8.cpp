@@ -32,19 +32,9 @@ thread_local augury::Q8Act q8_scratch;
 // x (M, K) float32/bfloat16 @ the Q8_0 weight^T -> (M, N) float32 (logits want full precision).
 at::Tensor q8_linear(at::Tensor x, at::Tensor codes, at::Tensor d) {
   const augury::Q8Weight w = q8_view(codes, d);
-  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.size(1) == w.K,
-              "x must be a (M, ", w.K, ") CPU tensor");
-  x = x.contiguous();
+  x = augury::quantize_input(q8_scratch, x, w.K, "q8_linear");
   auto out = at::empty({x.size(0), w.N}, x.options().dtype(at::kFloat));
-  auto& act = q8_scratch;
-  if (x.scalar_type() == at::kBFloat16) {
-    act.quantize(x.data_ptr<BF16>(), w.K, x.size(0), w.K);
-  } else if (x.scalar_type() == at::kFloat) {
-    act.quantize(x.data_ptr<float>(), w.K, x.size(0), w.K);
-  } else {
-    TORCH_CHECK(false, "q8_linear supports float32 and bfloat16 inputs");
-  }
-  augury::q8_gemm(w, act, out.data_ptr<float>(), w.N);
+  augury::q8_gemm(w, q8_scratch, out.data_ptr<float>(), w.N);
   return out;
 }
 

@@ -118,19 +118,9 @@ void q8_gemm(const Q8Weight& w, const Q8Act& a, T* out, int64_t ldo) {
   at::parallel_for(0, w.N, Q8_TILE, [&](int64_t n0, int64_t n1) {
     for (int64_t t0 = n0; t0 < n1; t0 += Q8_TILE) {
       const int64_t t1 = std::min(n1, t0 + Q8_TILE);
-      for (int64_t m0 = 0; m0 < a.M; m0 += Q4_ROWS) {
-        T* o = out + m0 * ldo;
-        switch (std::min<int64_t>(Q4_ROWS, a.M - m0)) {
-          case 1: q8_rows<1>(w, a, m0, t0, t1, o, ldo); break;
-          case 2: q8_rows<2>(w, a, m0, t0, t1, o, ldo); break;
-          case 3: q8_rows<3>(w, a, m0, t0, t1, o, ldo); break;
-          case 4: q8_rows<4>(w, a, m0, t0, t1, o, ldo); break;
-          case 5: q8_rows<5>(w, a, m0, t0, t1, o, ldo); break;
-          case 6: q8_rows<6>(w, a, m0, t0, t1, o, ldo); break;
-          case 7: q8_rows<7>(w, a, m0, t0, t1, o, ldo); break;
-          default: q8_rows<8>(w, a, m0, t0, t1, o, ldo); break;
-        }
-      }
+      for_row_blocks(a.M, [&](auto mr, int64_t m0) {
+        q8_rows<decltype(mr)::value>(w, a, m0, t0, t1, out + m0 * ldo, ldo);
+      });
     }
   });
 }

@@ -42,6 +42,7 @@ from augury.models.quant import (
     Q8Table,
     Quantization,
     QuantLinear,
+    dequantize_q8_0,
     pack_nibbles,
     q4_1_scales,
     quantize_int4,
@@ -192,8 +193,7 @@ def _load_table(f: Any, name: str, names: set[str], file: str) -> Q8Table | torc
             raise ValueError(f"{file}: {name} is not Q8_0 (int8 codes, float16 scales)")
         if kernel_ops() is not None:
             return Q8Table(codes, d)
-        n, k = codes.shape
-        return (codes.float().view(n, -1, INT4_GROUP) * d.float()[..., None]).view(n, k)
+        return dequantize_q8_0(codes, d)
     if name + ".weight" not in names:
         raise ValueError(f"{file} lacks {name}.codes and {name}.scales")
     weight = f.get_tensor(name + ".weight").clone()

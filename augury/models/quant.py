@@ -237,6 +237,12 @@ def quantize_q8_0(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes.view(n, k), d
 
 
+def dequantize_q8_0(codes: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Q8_0's (codes (N, K) int8, d (N, K / 32) float16) -> the (N, K) float32 weight."""
+    n, k = codes.shape
+    return (codes.float().view(n, -1, INT4_GROUP) * d.float()[..., None]).view(n, k)
+
+
 def to_q8_layout(codes: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Q8_0 (codes (N, K) int8, d (N, K / 32) float16) -> the q8 kernel's (codes + 128 (N, K)
     uint8 with each chunk of 4 groups' columns 0-15 before their columns 16-31 (see
@@ -313,10 +319,7 @@ class Q8Table(nn.Module):
         return from_q8_layout(self.codes, self.scales)
 
     def dequantized(self) -> torch.Tensor:
-        codes, d = self.q8_0()
-        n, k = codes.shape
-        w = codes.float().view(n, -1, INT4_GROUP) * d.float()[..., None]
-        return w.view(n, k)
+        return dequantize_q8_0(*self.q8_0())
 
 
 class Q8Embedding(nn.Module):

@@ -16,7 +16,7 @@ from augury.models.config import LoadedModel
 from augury.models.export import QUANT_KEY, export_model, exported_quantization
 from augury.models.llama import LlamaModel, build_model
 from augury.models.loader import load_weights
-from augury.models.quant import Q8Embedding, Q8Table, QuantLinear
+from augury.models.quant import Q8Embedding, Q8Table, QuantLinear, dequantize_q8_0
 from augury.models.tokenizer import Tokenizer
 from tests.models.test_llama_golden import last_logits
 
@@ -67,9 +67,7 @@ def test_a_folder_with_a_bfloat16_embedding_still_loads(
     shutil.copytree(int4_dir, old)
     tensors = load_file(str(old / "model.safetensors"))
     codes, d = tensors.pop("model.embed_tokens.codes"), tensors.pop("model.embed_tokens.scales")
-    n, k = codes.shape
-    weight = codes.float().view(n, -1, 32) * d.float()[..., None]
-    tensors["model.embed_tokens.weight"] = weight.view(n, k).to(torch.bfloat16)
+    tensors["model.embed_tokens.weight"] = dequantize_q8_0(codes, d).to(torch.bfloat16)
     save_file(tensors, str(old / "model.safetensors"))
     model, _ = load_model_and_tokenizer(str(old), torch.bfloat16, "cpu")
     fresh, _ = load_model_and_tokenizer(str(int4_dir), torch.bfloat16, "cpu")
