@@ -41,7 +41,14 @@ from augury.llm.sampler import Sampler, SampleRow
 from augury.llm.sampling_params import SamplingParams
 from augury.llm.scheduler import Scheduler
 from augury.llm.sequence import SeqStatus, Sequence
-from augury.llm.speculative import accept_greedy, accept_sampled, propose_ngram
+from augury.llm.speculative import (
+    SPEC_DECAY,
+    DraftPolicy,
+    accept_greedy,
+    accept_sampled,
+    find_draft,
+    record_verify,
+)
 from augury.models.config import LoadedModel
 from augury.models.default import DEFAULT_MODEL_ID, default_model_path
 from augury.models.llama import LlamaModel, build_model
@@ -181,15 +188,6 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-SPEC_DECAY = 0.9
-"""Weight of the earlier drafts in a sequence's acceptance record, per verified step."""
-SPEC_MIN_EVIDENCE = 12.0
-SPEC_MIN_ACCEPTANCE = 0.1
-"""Below this share of accepted draft tokens (over at least SPEC_MIN_EVIDENCE recent ones) a
-verify step costs more than it saves (bench_speculative: open chat, 2% accepted, 0.8x)."""
-SPEC_PAUSE_STEPS = 8
-"""Decode steps without drafting before a sequence whose drafts were rejected probes again."""
-
 AUTO_DENSE_ABOVE = 20
 """Rows above which `auto` quantization uses the dense bfloat16 weights. Verifying drafts of
 speculative_max_batch (4) sequences x (1 + speculative_tokens (4)) rows stays on the INT4
@@ -233,6 +231,7 @@ class LLMEngine:
         self._timing = StepTiming()
         self._spec_proposed = 0
         self._spec_accepted = 0
+        self.drafts = DraftPolicy(config.speculative_tokens)
         torch.manual_seed(config.seed)
         log.info(
             "kv cache: %d blocks x %d tokens = %d tokens (%.0f MiB)",
@@ -402,6 +401,9 @@ class LLMEngine:
         touched = self._update(rows, tokens, logprobs)
         outputs = self._outputs(touched)
         t4 = time.perf_counter()
+        if not sched.prefills:
+            n_rows = sum(s.num_tokens for s in sched.decodes)
+            self.drafts.observe_step(len(sched.decodes), n_rows, (t4 - t0) * 1e3)
         self._steps += 1
         self._timing = StepTiming(
             schedule_ms=(t1 - t0) * 1e3,
@@ -425,13 +427,13 @@ class LLMEngine:
     # -- speculative decoding ------------------------------------------------------------------
 
     def _propose_drafts(self) -> None:
-        """Prompt-lookup drafts for decoding sequences, only while the batch is small.
+        """Prompt-lookup drafts for decoding sequences, as long as they pay (DraftPolicy).
 
-        Verifying k drafted tokens costs about one decode step while the step is bound by weight
-        reads (small batches); at larger batches the step is bound by compute and every rejected
-        draft token is wasted work, so speculation switches off above speculative_max_batch.
-        Per sequence, drafts that keep being rejected (open-ended text: ~2% accepted, a 20%
-        slowdown) pause drafting for SPEC_PAUSE_STEPS steps; then one probe decides again.
+        Verifying k drafted tokens adds k rows to the step; with the INT4 decode stack each
+        row costs ~a quarter of a one-sequence step, so a draft pays only where it is likely
+        to be accepted. The policy weighs each sequence's recent acceptance and the matched
+        n-gram's length against the measured cost of a row; above speculative_max_batch
+        sequences nothing is drafted at all.
         """
         k = self.config.speculative_tokens
         running = self.scheduler.running
@@ -447,14 +449,19 @@ class LLMEngine:
                 or len(seq.output_ids) < p.min_tokens
             ):
                 continue
-            if seq.spec_pause > 0:
-                seq.spec_pause -= 1
-                continue
+            seq.spec_hits *= SPEC_DECAY
+            seq.spec_trials *= SPEC_DECAY
             room = min(
                 k, p.max_tokens - len(seq.output_ids) - 1, self.max_model_len - seq.num_tokens - 1
             )
-            seq.draft = propose_ngram(seq.all_ids, room) if room > 0 else []
-            self._spec_proposed += len(seq.draft)
+            draft, match = find_draft(seq.all_ids, room) if room > 0 else ([], 0)
+            if not draft:
+                continue
+            take = self.drafts.length(
+                seq.spec_hits, seq.spec_trials, match, len(running), len(draft)
+            )
+            seq.draft = draft[:take]
+            self._spec_proposed += take
 
     def _verify(self, seq: Sequence, logits: torch.Tensor) -> list[int]:
         """Accept a prefix of the draft (exactly, see speculative.py) and roll the cache back."""
@@ -467,13 +474,9 @@ class LLMEngine:
             probs = self.sampler.probabilities(processed, rows)
             accepted = accept_sampled(probs, seq.draft, seq.generator)
         self._spec_accepted += len(accepted) - 1
-        seq.spec_drafted = seq.spec_drafted * SPEC_DECAY + len(seq.draft)
-        seq.spec_accepted = seq.spec_accepted * SPEC_DECAY + len(accepted) - 1
-        if (
-            seq.spec_drafted >= SPEC_MIN_EVIDENCE
-            and seq.spec_accepted < SPEC_MIN_ACCEPTANCE * seq.spec_drafted
-        ):
-            seq.spec_pause = SPEC_PAUSE_STEPS
+        seq.spec_hits, seq.spec_trials = record_verify(
+            seq.spec_hits, seq.spec_trials, len(seq.draft), len(accepted) - 1
+        )
         # The cache now holds valid keys/values for the last real token and the accepted drafts.
         seq.num_computed += len(accepted)
         seq.draft = []

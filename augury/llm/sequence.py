@@ -45,11 +45,10 @@ class Sequence:
     stop_reason: str | int | None = None
     draft: list[int] = field(default_factory=list)
     """Speculative tokens proposed for this step (verified by the target in the same pass)."""
-    spec_drafted: float = 0.0
-    spec_accepted: float = 0.0
-    """Draft tokens proposed and accepted, recent ones weighted most (decayed per verify)."""
-    spec_pause: int = 0
-    """Steps left without drafting, after drafts that kept being rejected."""
+    spec_hits: float = 0.0
+    spec_trials: float = 0.0
+    """Draft positions accepted, of those verified, recent ones weighted most (decayed per
+    step): what DraftPolicy expects of this sequence's next draft."""
     pending_forks: int = 0
     """Samples still to split off this one when its prompt is done (n > 1)."""
     # Streaming cursors: what was already reported.

@@ -9,7 +9,15 @@ import torch
 
 from augury.llm.engine import LLMEngine
 from augury.llm.sampling_params import SamplingParams
-from augury.llm.speculative import accept_greedy, accept_sampled, propose_ngram
+from augury.llm.speculative import (
+    DraftPolicy,
+    accept_greedy,
+    accept_sampled,
+    find_draft,
+    fit_line,
+    propose_ngram,
+    record_verify,
+)
 from augury.models.tokenizer import Tokenizer
 from tests.llm.helpers import run_all
 
@@ -27,6 +35,9 @@ def test_propose_ngram_takes_what_followed_the_latest_match() -> None:
     assert propose_ngram([5, 6, 7], 3) == []  # nothing repeats
     assert propose_ngram([4, 4], 2) == [4]  # overlapping match, clipped at the end
     assert propose_ngram(tokens, 0) == []
+    assert find_draft(tokens, 3) == ([7, 8, 1], 3)  # and the length of the match
+    assert find_draft([9, 5, 6, 5], 2) == ([6, 5], 1)
+    assert find_draft([5, 6, 7], 3) == ([], 0)
     # Token ids whose bytes could match across token boundaries are matched per token only.
     assert propose_ngram([256, 0, 5, 1], 2) == []  # 01 00 00 00 straddles 256 and 0
 
@@ -110,15 +121,16 @@ def test_sampled_speculation_runs_and_frees_blocks(
     assert engine.blocks.num_used == 0
 
 
-def test_rejected_drafts_pause_drafting(
+def test_rejected_drafts_stop_drafting(
     make_engine: Callable[..., LLMEngine], tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Drafts the target keeps rejecting (here: always token 0) stop costing verify work: after
-    ~12 rejected draft tokens the sequence drafts nothing for SPEC_PAUSE_STEPS steps, then probes
-    once. The output stays what plain decoding gives."""
+    """Drafts the target keeps rejecting (here: always token 0, offered as a 4-token match, the
+    strongest kind) stop costing verify work: each rejection lowers the sequence's expected
+    acceptance until drafting no longer pays; the record then decays back towards the prior
+    and one short draft tries again now and then. The output stays what plain decoding gives."""
     from augury.llm import engine as engine_module
 
-    monkeypatch.setattr(engine_module, "propose_ngram", lambda ids, room: [0] * room)
+    monkeypatch.setattr(engine_module, "find_draft", lambda ids, room: ([0] * room, 4))
     prompt = grounded_prompts(tokenizer)[0]
     params = SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True)
     expected = run_all(make_engine(speculative_tokens=0), [prompt], params)[0][0]
@@ -127,7 +139,56 @@ def test_rejected_drafts_pause_drafting(
     assert got.token_ids == expected.token_ids
     stats = engine.stats()
     assert stats.spec_accepted_tokens == 0
-    # Without the pause every one of the 59 decode steps would draft 4 tokens (236); with it,
-    # 4 drafting steps, then one probe per SPEC_PAUSE_STEPS + 1 steps.
-    probes = 60 // (engine_module.SPEC_PAUSE_STEPS + 1) + 1
-    assert 0 < stats.spec_proposed_tokens <= 4 * (4 + probes) < 236
+    # Drafting on every one of the 59 decode steps would propose up to 236 tokens.
+    assert 0 < stats.spec_proposed_tokens <= 30
+
+
+def test_draft_policy_weighs_acceptance_against_measured_cost() -> None:
+    """Plain one-sequence steps of 4 ms, verify steps costing 0.2 ms + 1 ms per drafted row:
+    the fitted costs are 0.05 and 0.25 of a step, and the draft length maximizes the expected
+    extra tokens (sum of alpha^i) minus that cost."""
+    policy = DraftPolicy(max_tokens=8)
+    for _ in range(8):
+        policy.observe_step(1, 1, 4.0)
+    for rows in (2, 5, 9, 3):
+        policy.observe_step(1, rows, 4.0 + 0.2 + 1.0 * (rows - 1))
+    fixed, row = policy.costs(1)
+    assert fixed == pytest.approx(0.05) and row == pytest.approx(0.25)
+    # No record yet: the match length's prior. alpha 0.7 (4-token match): gains 0.7, 0.49,
+    # 0.34, 0.24 against 0.25 per row -> 3 tokens; alpha 0.2 (1-token match): none.
+    assert policy.length(0.0, 0.0, match=4, batch=1, room=8) == 3
+    assert policy.length(0.0, 0.0, match=1, batch=1, room=8) == 0
+    # A sequence that has been copying (19 of 20 accepted): from a 4-token match alpha is
+    # (19 + 4 x 0.7) / 24 = 0.91 and even the 8th token (0.91^8 = 0.46) pays; from a 1-token
+    # match (19 + 4 x 0.2) / 24 = 0.825, whose 8th power (0.21) does not.
+    assert policy.length(19.0, 20.0, match=4, batch=1, room=8) == 8
+    assert policy.length(19.0, 20.0, match=1, batch=1, room=8) == 7
+    assert policy.length(19.0, 20.0, match=4, batch=1, room=2) == 2
+    # One that keeps being rejected: nothing, even from a long match.
+    assert policy.length(0.0, 12.0, match=4, batch=1, room=8) == 0
+    # Four sequences share a 6 ms step: a row costs 1/6 of the step, 4 x 1/6 of a token. Only
+    # a sequence that has been copying still drafts, and fewer tokens (0.91^5 = 0.62 < 0.67).
+    for _ in range(8):
+        policy.observe_step(4, 4, 6.0)
+    assert policy.costs(4)[1] == pytest.approx(4 / 6)
+    assert policy.length(0.0, 0.0, match=4, batch=4, room=8) == 0
+    assert policy.length(19.0, 20.0, match=4, batch=4, room=8) == 4
+
+
+def test_draft_policy_bounds_a_noisy_cost_estimate() -> None:
+    """Steps stalled by the machine must not switch drafting off for good (only drafted steps
+    would measure the cost again): the per-row share is capped."""
+    policy = DraftPolicy(max_tokens=4)
+    for _ in range(4):
+        policy.observe_step(1, 1, 4.0)
+    policy.observe_step(1, 2, 400.0)  # one verify step caught in a 0.4 s stall
+    assert policy.costs(1)[1] == pytest.approx(0.5)
+    assert policy.length(19.0, 20.0, match=4, batch=1, room=4) > 0
+    assert fit_line([(1, 1.2), (2, 2.2), (4, 4.2)]) == pytest.approx((0.2, 1.0))
+    assert fit_line([(2, 3.0), (2, 5.0)]) == pytest.approx((0.0, 2.0))  # x never varies
+
+
+def test_record_verify_counts_the_positions_tried() -> None:
+    assert record_verify(0.0, 0.0, drafted=4, accepted=4) == (4.0, 4.0)  # all taken, no miss
+    assert record_verify(1.0, 2.0, drafted=4, accepted=1) == (2.0, 4.0)  # 2nd tried, rejected
+    assert record_verify(0.0, 0.0, drafted=3, accepted=0) == (0.0, 1.0)
