@@ -26,17 +26,28 @@ COMMANDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser with `commands`' subparsers (each imports its module: all of them for help)."""
     parser = argparse.ArgumentParser(prog="augury", description="Augury inference system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in commands:
         importlib.import_module(f"augury.cli.{name}").add_parser(sub)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The command `argv` runs (its first word that is not an option), if it is one of ours."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Only the chosen command's module is imported: the others pull in what they need (the
+    # elm command scikit-learn and pandas, batch pyarrow: ~90 MB of a server's memory).
+    command = chosen_command(argv)
+    parser = build_parser((command,) if command else COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -15,22 +15,23 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 from starlette.responses import FileResponse
 
 from augury.batch.checkpoint import Counts
-from augury.batch.job import Job, JobSpec, JobSummary
-from augury.batch.llm_task import Generated, LLMTask, response_body
 from augury.batch.store import UNFINISHED, BatchStore
-from augury.batch.writers import JsonlSink
 from augury.server.engine_client import EngineClient
 from augury.server.errors import APIError
 from augury.server.openai.routes import ERROR_RESPONSES
 from augury.server.state import ServerState
 from augury.tasks import cancel_and_wait
+
+if TYPE_CHECKING:  # the job machinery (and pyarrow, ~50 MB) loads with the first batch run
+    from augury.batch.job import Job, JobSummary
+    from augury.batch.llm_task import Generated
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def _request_id() -> str:
 
 def output_line(engine: EngineClient, gen: Generated) -> dict[str, Any]:
     """One line of a batch's output file (custom_id is added by the job runner)."""
+    from augury.batch.llm_task import response_body
+
     body = response_body(engine, gen)
     response = {"status_code": 200, "request_id": body["id"], "body": body}
     return {"id": _request_id(), "response": response, "error": None}
@@ -187,6 +190,10 @@ class BatchService:
         return self.state.engine(model)
 
     async def _run(self, batch_id: str) -> None:
+        from augury.batch.job import Job, JobSpec
+        from augury.batch.llm_task import LLMTask
+        from augury.batch.writers import JsonlSink
+
         batch = self.get(batch_id)
         if batch["status"] == "cancelling":
             now = int(time.time())

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from augury.elm.hidden import HiddenLayer, Standardizer
-from augury.elm.online import RecursiveLeastSquares
-from augury.elm.targets import ClassTargets
 from augury.stream.windows import F64
+
+if TYPE_CHECKING:  # the ELM models import augury.elm (and scipy, ~50 MB) when first built
+    from augury.elm.hidden import HiddenLayer
+    from augury.elm.online import RecursiveLeastSquares
 
 
 @dataclass
@@ -179,6 +180,8 @@ class WarmupScaler:
         if self.mean is None:
             self.rows.append(x)
             if len(self.rows) >= self.warmup:
+                from augury.elm.hidden import Standardizer
+
                 fitted = Standardizer.fit(np.stack(self.rows))  # (warmup, d)
                 self.mean, self.scale = fitted.mean, fitted.scale
                 return True
@@ -225,6 +228,8 @@ class ELMAutoencoder:
         d = hidden.n_features
         self.hidden = hidden
         self.scaler = WarmupScaler(warmup)
+        from augury.elm.online import RecursiveLeastSquares
+
         self.rls = RecursiveLeastSquares(hidden.n_hidden, d, ridge, forgetting)
         self.threshold = AdaptiveThreshold(k, alpha, warmup)
 
@@ -275,6 +280,9 @@ class OnlineELM:
         scaler: WarmupScaler | None = None,
     ) -> None:
         self.hidden = hidden
+        from augury.elm.online import RecursiveLeastSquares
+        from augury.elm.targets import ClassTargets
+
         self.targets = None if classes is None else ClassTargets.from_labels(_arr(classes))
         k = 1 if self.targets is None else self.targets.n_outputs
         self.rls = RecursiveLeastSquares(hidden.n_hidden, k, ridge, forgetting)

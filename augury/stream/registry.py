@@ -28,12 +28,10 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from augury.elm.heads import ClassifierHead, RegressorHead
-from augury.elm.hidden import HiddenLayer, Standardizer, random_layer
-from augury.elm.io import load_model
 from augury.stream.models import (
     ELMAutoencoder,
     OnlineELM,
@@ -41,6 +39,10 @@ from augury.stream.models import (
     WarmupScaler,
     ZScoreDetector,
 )
+
+if TYPE_CHECKING:  # ELM models import augury.elm (and scipy, ~50 MB) when a session asks
+    from augury.elm.heads import ClassifierHead, RegressorHead
+    from augury.elm.hidden import HiddenLayer
 
 BUILTIN = ("zscore", "elm-autoencoder", "oselm")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -105,6 +107,8 @@ class ModelRegistry:
 
     def shared_layer(self, n_features: int, n_hidden: int, seed: int) -> HiddenLayer:
         """tanh units over standardized inputs, the same for every session asking alike."""
+        from augury.elm.hidden import Standardizer, random_layer
+
         key = (n_features, n_hidden, seed)
         if key not in self._layers:
             identity = Standardizer(1.0, np.zeros(n_features), np.ones(n_features))
@@ -133,6 +137,8 @@ class ModelRegistry:
             )
         assert trained.hidden_ is not None and trained.beta_ is not None
         assert trained.intercept_ is not None
+        from augury.elm.heads import ClassifierHead
+
         classes = None
         if isinstance(trained, ClassifierHead):
             classes = [float(c) for c in trained.classes_]
@@ -163,6 +169,8 @@ class ModelRegistry:
         folder = self._folder(name)
         if folder is None:
             raise ModelNotFound(f"no stream model {name!r}; available: {', '.join(self.names())}")
+        from augury.elm.io import load_model
+
         model = load_model(folder)
         self._trained[name] = model
         return model
