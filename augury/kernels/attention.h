@@ -5,7 +5,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+#define AUGURY_ATTN_BF16 1
+#else
+#define AUGURY_ATTN_BF16 0
+#endif
 
 namespace augury {
 
@@ -32,6 +40,81 @@ inline void prefetch_block(const T* p, int64_t n) {
     __builtin_prefetch(c + off, 0, 3);
 }
 
+#if AUGURY_ATTN_BF16
+// In place: r[i] (16 int32 lanes) becomes column i of the 16 x 16 matrix whose rows r held.
+inline void transpose16x16_epi32(__m512i* r) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 4) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    t[i + 2] = _mm512_unpacklo_epi32(r[i + 2], r[i + 3]);
+    t[i + 3] = _mm512_unpackhi_epi32(r[i + 2], r[i + 3]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // r[4b + c] now holds, per 128-bit lane L, entry (4L + c) of rows 4b .. 4b + 3.
+  for (int h = 0; h < 16; h += 8)
+    for (int c = 0; c < 4; ++c) {
+      t[h + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0x88);
+      t[h + 4 + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0xdd);
+    }
+  for (int c = 0; c < 8; ++c) {
+    r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+  }
+}
+
+// Scores of one full cache block of 16 keys (16, 64) bfloat16 for G query heads q (G, 64)
+// bfloat16: out[g * stride + i] = scale * q_g . k_i. The block is transposed to pairs of
+// dimensions (32 x 16 tokens), so each head's 16 scores come from 32 vdpbf16ps into one
+// register: no per-token horizontal sums (three of them per key were most of the old loop).
+inline void block_scores_bf16(const c10::BFloat16* kblk, const c10::BFloat16* q, int64_t G,
+                              float scale, float* out, int64_t stride) {
+  alignas(64) uint32_t cols[32][16];  // (dimension pair j, token i)
+  const uint32_t* rows = reinterpret_cast<const uint32_t*>(kblk);  // (16 tokens, 32 pairs)
+  for (int half = 0; half < 2; ++half) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(rows + i * 32 + half * 16);
+    transpose16x16_epi32(r);
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(cols[half * 16 + j], r[j]);
+  }
+  const uint32_t* qp = reinterpret_cast<const uint32_t*>(q);
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int j = 0; j < 32; j += 2) {
+      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_load_si512(cols[j]),
+                            (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[g * 32 + j])));
+      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_load_si512(cols[j + 1]),
+                            (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[g * 32 + j + 1])));
+    }
+    _mm512_storeu_ps(out + g * stride, _mm512_mul_ps(_mm512_add_ps(a0, a1), sc));
+  }
+}
+#endif
+
+// Scores of the keys [t0, t1) (within one block) for the G heads of qf (scaled floats), one
+// dot product per key and head; returns t1.
+template <typename T>
+inline int64_t scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t t1, int64_t BS,
+                             const float* qf, int64_t G, int64_t D, float* kf, float* scores,
+                             int64_t ctx) {
+  for (int64_t t = t0; t < t1; ++t) {
+    load_row(k_cache + (base + t % BS) * D, kf, D);
+    for (int64_t g = 0; g < G; ++g) {
+      const float* qg = &qf[g * D];
+      float s = 0.f;
+      for (int64_t d = 0; d < D; ++d) s += qg[d] * kf[d];
+      scores[g * ctx + t] = s;
+    }
+  }
+  return t1;
+}
+
 template <typename T>
 void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* table,
                  int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB, int64_t BS,
@@ -40,28 +123,28 @@ void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* 
   // q rows of this kv head's group, as float: (G, D)
   for (int64_t g = 0; g < G; ++g)
     for (int64_t d = 0; d < D; ++d) qf[g * D + d] = to_f(q[g * D + d]) * scale;
-  std::vector<float> mx(G, -3.0e38f);  // finite: -ffast-math assumes no infinities
   std::vector<float> kf(D);
   const int64_t n_blocks = (ctx + BS - 1) / BS;
   prefetch_block(k_cache + (kvh * NB + table[0]) * BS * D, BS * D);
-  for (int64_t t = 0; t < ctx; ++t) {
-    const int64_t block = table[t / BS];
-    if (t % BS == 0) {
-      // Blocks are scattered over the cache: ask for the next key block and this value block
-      // now, so that their misses overlap with this block's work instead of stalling each row.
-      if (t / BS + 1 < n_blocks)
-        prefetch_block(k_cache + (kvh * NB + table[t / BS + 1]) * BS * D, BS * D);
-      prefetch_block(v_cache + (kvh * NB + block) * BS * D, BS * D);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t base = (kvh * NB + table[b]) * BS, t0 = b * BS, t1 = std::min(ctx, t0 + BS);
+    // Blocks are scattered over the cache: ask for the next key block and this value block
+    // now, so that their misses overlap with this block's work instead of stalling each row.
+    if (b + 1 < n_blocks) prefetch_block(k_cache + (kvh * NB + table[b + 1]) * BS * D, BS * D);
+    prefetch_block(v_cache + base * D, BS * D);
+#if AUGURY_ATTN_BF16
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (BS == 16 && D == 64 && t1 - t0 == 16) {
+        block_scores_bf16(k_cache + base * D, q, G, scale, scores.data() + t0, ctx);
+        continue;
+      }
     }
-    load_row(k_cache + ((kvh * NB + block) * BS + t % BS) * D, kf.data(), D);
-    for (int64_t g = 0; g < G; ++g) {
-      const float* qg = &qf[g * D];
-      float s = 0.f;
-      for (int64_t d = 0; d < D; ++d) s += qg[d] * kf[d];
-      scores[g * ctx + t] = s;
-      mx[g] = std::max(mx[g], s);
-    }
+#endif
+    scores_scalar<T>(k_cache, base, t0, t1, BS, qf.data(), G, D, kf.data(), scores.data(), ctx);
   }
+  std::vector<float> mx(G, -3.0e38f);  // finite: -ffast-math assumes no infinities
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t t = 0; t < ctx; ++t) mx[g] = std::max(mx[g], scores[g * ctx + t]);
   // Softmax weights in a loop of its own, so that the compiler vectorizes exp (libmvec):
   // one scalar exp per (head, token) was most of this kernel's time.
   std::vector<float> denom(G, 0.f);
