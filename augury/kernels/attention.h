@@ -98,9 +98,9 @@ inline void block_scores_bf16(const c10::BFloat16* kblk, const c10::BFloat16* q,
 #endif
 
 // Scores of the keys [t0, t1) (within one block) for the G heads of qf (scaled floats), one
-// dot product per key and head; returns t1.
+// dot product per key and head.
 template <typename T>
-inline int64_t scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t t1, int64_t BS,
+inline void scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t t1, int64_t BS,
                              const float* qf, int64_t G, int64_t D, float* kf, float* scores,
                              int64_t ctx) {
   for (int64_t t = t0; t < t1; ++t) {
@@ -112,7 +112,6 @@ inline int64_t scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t
       scores[g * ctx + t] = s;
     }
   }
-  return t1;
 }
 
 template <typename T>

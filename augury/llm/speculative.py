@@ -48,11 +48,6 @@ def find_draft(
     return [], 0
 
 
-def propose_ngram(tokens: Sequence[int], k: int, max_n: int = 4, min_n: int = 1) -> list[int]:
-    """Up to k tokens that followed the latest earlier match of the trailing n-gram."""
-    return find_draft(tokens, k, max_n, min_n)[0]
-
-
 MATCH_PRIOR = {1: 0.2, 2: 0.45, 3: 0.5, 4: 0.7}
 """Chance that a draft token is accepted (given the ones before it were), by the length of the
 n-gram match that proposed it: the prior a sequence's own record starts from. Measured

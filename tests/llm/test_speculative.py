@@ -15,7 +15,6 @@ from augury.llm.speculative import (
     accept_sampled,
     find_draft,
     fit_line,
-    propose_ngram,
     record_verify,
 )
 from augury.models.tokenizer import Tokenizer
@@ -28,18 +27,18 @@ ARTICLE = (
 )
 
 
-def test_propose_ngram_takes_what_followed_the_latest_match() -> None:
+def test_find_draft_takes_what_followed_the_latest_match() -> None:
     tokens = [1, 2, 3, 4, 5, 9, 9, 1, 2, 3, 7, 8, 1, 2, 3]
-    assert propose_ngram(tokens, 3) == [7, 8, 1]  # latest earlier "1 2 3" is followed by 7 8 1
-    assert propose_ngram(tokens, 1) == [7]
-    assert propose_ngram([5, 6, 7], 3) == []  # nothing repeats
-    assert propose_ngram([4, 4], 2) == [4]  # overlapping match, clipped at the end
-    assert propose_ngram(tokens, 0) == []
+    assert find_draft(tokens, 3)[0] == [7, 8, 1]  # latest earlier "1 2 3" is followed by 7 8 1
+    assert find_draft(tokens, 1)[0] == [7]
+    assert find_draft([5, 6, 7], 3)[0] == []  # nothing repeats
+    assert find_draft([4, 4], 2)[0] == [4]  # overlapping match, clipped at the end
+    assert find_draft(tokens, 0)[0] == []
     assert find_draft(tokens, 3) == ([7, 8, 1], 3)  # and the length of the match
     assert find_draft([9, 5, 6, 5], 2) == ([6, 5], 1)
     assert find_draft([5, 6, 7], 3) == ([], 0)
     # Token ids whose bytes could match across token boundaries are matched per token only.
-    assert propose_ngram([256, 0, 5, 1], 2) == []  # 01 00 00 00 straddles 256 and 0
+    assert find_draft([256, 0, 5, 1], 2)[0] == []  # 01 00 00 00 straddles 256 and 0
 
 
 def test_accept_greedy_stops_at_first_mismatch() -> None:
