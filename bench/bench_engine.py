@@ -1,6 +1,7 @@
 """Batched generation: Augury's engine vs transformers batched generate, one run, same prompts.
 
     .venv/bin/python bench/bench_engine.py [--threads 2] [--concurrency 1 4 16 64]
+        [--device cuda] [--model FILE]
 
 N requests of ~128 prompt tokens each arrive at once and generate 128 tokens each (EOS ignored).
 Reports aggregate output tokens/s, time to first token p50/p95, and for Augury the KV cache
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,9 +93,15 @@ def augury_run(engine: Any, prompts: list[list[int]], new: int) -> dict[str, flo
     }
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def transformers_run(
     model: Any, prompts: list[list[int]], new: int, pad_id: int
 ) -> dict[str, float]:
+    device = model.device
     n = len(prompts)
     width = max(len(p) for p in prompts)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
@@ -100,6 +109,7 @@ def transformers_run(
     for i, p in enumerate(prompts):  # left padding, as batched generation needs
         ids[i, width - len(p) :] = torch.tensor(p)
         mask[i, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
     with torch.inference_mode():
         t = time.perf_counter()
         model.generate(
@@ -109,6 +119,7 @@ def transformers_run(
             do_sample=False,
             pad_token_id=pad_id,
         )
+        sync(device)
         ttft = time.perf_counter() - t  # every request gets its first token when the batch does
         t = time.perf_counter()
         model.generate(
@@ -119,6 +130,7 @@ def transformers_run(
             do_sample=False,
             pad_token_id=pad_id,
         )
+        sync(device)
         total = time.perf_counter() - t
     return {"tok_s": n * new / total, "ttft_p50_s": ttft, "ttft_p95_s": ttft}
 
@@ -130,32 +142,45 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--max-num-batched-tokens", type=int, default=512)
     ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--model", default=None, help="a GGUF file (default: the bundled SmolLM2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from augury.llm.engine import EngineConfig, LLMEngine
 
-    engine = LLMEngine.from_config(
-        EngineConfig(
-            dtype="bfloat16",
-            kv_cache_memory=1 << 30,
-            max_num_batched_tokens=args.max_num_batched_tokens,
-        )
+    config = EngineConfig(
+        model=args.model,
+        device=args.device,
+        dtype="bfloat16",
+        kv_cache_memory=1 << 30,
+        max_num_batched_tokens=args.max_num_batched_tokens,
     )
+    engine = LLMEngine.from_config(config)
     tok = engine.tokenizer
-    results: dict[str, dict[str, Any]] = {"augury": {}, "transformers": {}}
-    augury_run(engine, make_prompts(tok, 2), 8)  # warm-up
-    for n in args.concurrency:
-        results["augury"][str(n)] = augury_run(engine, make_prompts(tok, n), args.new_tokens)
-        print(f"augury n={n}: {results['augury'][str(n)]}", flush=True)
+    engines = {"augury": engine}
+    if args.device.startswith("cuda"):  # the same model, every step eager: what graphs save
+        eager = replace(config, cuda_graphs=False)
+        engines["augury_eager"] = LLMEngine(engine.model, tok, eager)
+    results: dict[str, dict[str, Any]] = {"augury": {}, "augury_eager": {}, "transformers": {}}
+    for name, e in engines.items():
+        for n in args.concurrency:  # warm-up: kernels built, CUDA graphs of each size captured
+            augury_run(e, make_prompts(tok, n), 8)
+        for n in args.concurrency:
+            results[name][str(n)] = augury_run(e, make_prompts(tok, n), args.new_tokens)
+            print(f"{name} n={n}: {results[name][str(n)]}", flush=True)
     if not args.skip_transformers:
         from transformers import AutoModelForCausalLM
 
         from augury.models.default import default_model_path
 
-        path = default_model_path()
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.bfloat16
-        ).eval()
+        path = Path(args.model) if args.model else default_model_path()
+        model = (
+            AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.bfloat16
+            )
+            .to(args.device)
+            .eval()
+        )
         transformers_run(model, make_prompts(tok, 2), 4, 2)  # warm-up
         for n in args.concurrency:
             results["transformers"][str(n)] = transformers_run(
@@ -167,10 +192,12 @@ def main() -> None:
         a = results["augury"][str(n)]
         t = results["transformers"].get(str(n), {})
         ratio = a["tok_s"] / t["tok_s"] if t else float("nan")
+        eager_tok_s = results["augury_eager"].get(str(n), {}).get("tok_s", float("nan"))
         rows.append(
             [
                 n,
                 a["tok_s"],
+                eager_tok_s,
                 t.get("tok_s", float("nan")),
                 ratio,
                 a["ttft_p50_s"],
@@ -184,11 +211,12 @@ def main() -> None:
             ]
         )
     print_table(
-        f"batched generation, bf16, {args.threads} threads, "
+        f"batched generation, bf16, {args.device}, {args.threads} threads, "
         f"~128 prompt + {args.new_tokens} output tokens each",
         [
             "clients",
             "augury tok/s",
+            "eager tok/s (cuda)",
             "transformers tok/s",
             "ratio",
             "augury TTFT p50 s",

@@ -48,6 +48,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="on CUDA, run every step eagerly instead of replaying CUDA graphs of decode steps",
+    )
+    g.add_argument(
         "--kv-cache-memory",
         type=parse_bytes,
         default=parse_bytes("512MiB"),
@@ -91,6 +96,7 @@ def engine_config_from_args(args: argparse.Namespace, **fields: Any) -> EngineCo
         model=args.model,
         dtype=args.dtype,
         device=args.device,
+        cuda_graphs=not args.enforce_eager,
         kv_cache_memory=args.kv_cache_memory,
         quantization=args.quantization,
         quantized_max_rows=args.quantized_max_rows,

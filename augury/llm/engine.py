@@ -21,6 +21,7 @@ from typing import cast
 
 import torch
 
+from augury.llm.cuda_graphs import DecodeGraphs
 from augury.llm.detokenizer import IncrementalDetokenizer
 from augury.llm.kv_cache import (
     BlockManager,
@@ -104,6 +105,9 @@ class EngineConfig:
     per core)."""
     seed: int = 0
     """Seed of the shared random source for requests without a seed of their own."""
+    cuda_graphs: bool = True
+    """On a CUDA device, replay CUDA graphs of decode-only steps (captured per batch and
+    context bucket on first use); False runs every step eagerly. Ignored on the CPU."""
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -219,7 +223,10 @@ class LLMEngine:
         num_blocks = num_blocks_for_budget(cfg, config.block_size, dtype, config.kv_cache_memory)
         self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.kv_caches = allocate_kv_caches(cfg, num_blocks, config.block_size, dtype, model.device)
-        self.runner = ModelRunner(model, self.kv_caches, config.block_size)
+        graphs = None
+        if config.cuda_graphs and model.device.type == "cuda":
+            graphs = DecodeGraphs(model, self.kv_caches, config.block_size, self.max_model_len)
+        self.runner = ModelRunner(model, self.kv_caches, config.block_size, graphs)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self.eos_token_ids = frozenset(tokenizer.eos_token_ids) | frozenset(cfg.eos_token_ids)
         self.sampler = Sampler(cfg.vocab_size, sorted(self.eos_token_ids))

@@ -5,17 +5,26 @@ from __future__ import annotations
 import torch
 
 from augury.llm.batch import SeqWork, build_step_batch
+from augury.llm.cuda_graphs import DecodeGraphs
 from augury.llm.scheduler import ScheduledSeq, SchedulerOutput
 from augury.llm.sequence import Sequence
 from augury.models.llama import KVCaches, LlamaModel
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaModel, kv_caches: KVCaches, block_size: int) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        kv_caches: KVCaches,
+        block_size: int,
+        graphs: DecodeGraphs | None = None,
+    ) -> None:
         self.model = model
         self.kv_caches = kv_caches
         self.block_size = block_size
         self.device = model.device
+        self.graphs = graphs
+        """CUDA graphs of decode-only steps (GPU only; None runs every step eagerly)."""
 
     def execute(self, sched: SchedulerOutput) -> tuple[list[Sequence], list[int], torch.Tensor]:
         """Run the step. Returns the sequences whose scheduled tokens reach their end (they get
@@ -38,6 +47,10 @@ class ModelRunner:
                 index.extend(range(offset, offset + w.num_logits))
             offset += w.num_logits
         with torch.inference_mode():
+            # A decode-only step needs every row's logits, in order: the graph's output as is.
+            replayed = self.graphs.run(batch) if self.graphs and not prefills else None
+            if replayed is not None:
+                return ready, counts, replayed.cpu()
             hidden = self.model(batch.input_ids, batch.positions, self.kv_caches, batch.meta)
             rows = batch.logits_index[torch.tensor(index, dtype=torch.int64, device=self.device)]
             logits = self.model.compute_logits(hidden[rows]).cpu()
