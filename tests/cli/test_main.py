@@ -54,3 +54,16 @@ def test_help_and_errors_list_every_command(argv: list[str]) -> None:
     text = done.stdout + done.stderr
     assert all(name in text for name in COMMANDS)
     assert (done.returncode == 0) == (argv == ["--help"])
+
+
+def test_model_flags_reach_the_engine_config() -> None:
+    import argparse
+
+    from augury.cli.common import add_model_args, engine_config_from_args
+
+    p = argparse.ArgumentParser()
+    add_model_args(p)
+    default = engine_config_from_args(p.parse_args([]))
+    assert default.device == "cpu" and default.cuda_graphs
+    eager = engine_config_from_args(p.parse_args(["--device", "cuda", "--enforce-eager"]))
+    assert eager.device == "cuda" and not eager.cuda_graphs
