@@ -50,7 +50,12 @@ def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.P
         sys.executable, "-m", "augury.cli.main", "serve", "--port", str(port),
         "--dtype", args.dtype, "--num-threads", str(args.threads),
         "--kv-cache-memory", args.kv_cache_memory, "--log-level", "warning",
+        "--device", args.device,
     ]  # fmt: skip
+    if args.model:
+        command += ["--model", args.model]
+    if args.no_model_repository:
+        command.append("--no-model-repository")
     with log.open("wb") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
@@ -159,6 +164,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=1, help="server torch threads")
     parser.add_argument("--kv-cache-memory", default="512MiB")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--model", default=None, help="a GGUF file (default: the bundled one)")
+    parser.add_argument("--no-model-repository", action="store_true", help="LLM only")
     args = parser.parse_args()
 
     port = free_port()
@@ -182,7 +190,7 @@ def main() -> None:
         for lv in levels
     ]  # fmt: skip
     title = (
-        f"augury serve, {model}, {args.dtype}, {args.threads} thread(s), "
+        f"augury serve, {model}, {args.dtype}, {args.device}, {args.threads} thread(s), "
         f"{args.max_tokens} output tokens per request, streaming"
     )
     print_table(title, header, rows)
