@@ -48,7 +48,7 @@ class ModelRunner:
             offset += w.num_logits
         with torch.inference_mode():
             # A decode-only step needs every row's logits, in order: the graph's output as is.
-            replayed = self.graphs.run(batch) if self.graphs and not prefills else None
+            replayed = self.graphs.run(batch) if self.graphs else None
             if replayed is not None:
                 return ready, counts, replayed.cpu()
             hidden = self.model(batch.input_ids, batch.positions, self.kv_caches, batch.meta)

@@ -7,6 +7,7 @@ so where greedy outputs part, the CPU's top two tokens at that step must be a ne
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -208,6 +209,7 @@ def cuda_server() -> Iterator[str]:
     live = start_server(create_app(ServerConfig(), engines=[client]))
     yield live.url
     live.stop()
+    asyncio.run(client.shutdown())  # engines passed to create_app are the caller's to stop
 
 
 def test_server_streams_from_a_cuda_engine(cuda_server: str) -> None:
