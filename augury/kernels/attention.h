@@ -114,81 +114,134 @@ inline void scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t t1
   }
 }
 
+// Attention of R consecutive query rows of one sequence (a decoding token and the draft tokens
+// verified after it) for one kv head: row j sees the first ctx + j cached tokens, and its G query
+// heads start at q + j * q_stride. The rows share every key block transposed and every value row
+// loaded; each row's own arithmetic (which scores kernel a block gets, the softmax over its own
+// context, the order of the weighted sum) is what it would be alone, so a verified draft gets
+// bit-identical results to decoding its tokens one at a time.
 template <typename T>
-void decode_task(const T* q, const T* k_cache, const T* v_cache, const int64_t* table,
-                 int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB, int64_t BS,
-                 float scale, T* out, std::vector<float>& qf, std::vector<float>& scores,
-                 std::vector<float>& acc) {
-  // q rows of this kv head's group, as float: (G, D)
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t d = 0; d < D; ++d) qf[g * D + d] = to_f(q[g * D + d]) * scale;
+void decode_task(const T* q, int64_t q_stride, int64_t R, const T* k_cache, const T* v_cache,
+                 const int64_t* table, int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB,
+                 int64_t BS, float scale, T* out, int64_t out_stride, std::vector<float>& qf,
+                 std::vector<float>& scores, std::vector<float>& acc) {
+  const int64_t Q = R * G, last = ctx + R - 1;  // query heads; the last row's context
+  // Query heads as float, scaled (the scalar path), and bfloat16 in one block (the fast path).
+  std::vector<T> qh(Q * D);
+  for (int64_t j = 0; j < R; ++j)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t d = 0; d < D; ++d) {
+        qh[(j * G + g) * D + d] = q[j * q_stride + g * D + d];
+        qf[(j * G + g) * D + d] = to_f(q[j * q_stride + g * D + d]) * scale;
+      }
   std::vector<float> kf(D);
-  const int64_t n_blocks = (ctx + BS - 1) / BS;
+  const int64_t n_blocks = (last + BS - 1) / BS;
   prefetch_block(k_cache + (kvh * NB + table[0]) * BS * D, BS * D);
   for (int64_t b = 0; b < n_blocks; ++b) {
-    const int64_t base = (kvh * NB + table[b]) * BS, t0 = b * BS, t1 = std::min(ctx, t0 + BS);
+    const int64_t base = (kvh * NB + table[b]) * BS, t0 = b * BS;
     // Blocks are scattered over the cache: ask for the next key block and this value block
     // now, so that their misses overlap with this block's work instead of stalling each row.
     if (b + 1 < n_blocks) prefetch_block(k_cache + (kvh * NB + table[b + 1]) * BS * D, BS * D);
     prefetch_block(v_cache + base * D, BS * D);
+    // Rows [whole, R) see the whole block (later rows see more); the others part of it or none.
+    const int64_t whole = std::clamp<int64_t>(t0 + BS - ctx, 0, R);
+    int64_t partial = R;  // rows [0, partial) take the scalar path
 #if AUGURY_ATTN_BF16
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      if (BS == 16 && D == 64 && t1 - t0 == 16) {
-        block_scores_bf16(k_cache + base * D, q, G, scale, scores.data() + t0, ctx);
-        continue;
+      if (BS == 16 && D == 64 && whole < R) {
+        block_scores_bf16(k_cache + base * D, qh.data() + whole * G * D, (R - whole) * G, scale,
+                          scores.data() + whole * G * last + t0, last);
+        partial = whole;
       }
     }
 #endif
-    scores_scalar<T>(k_cache, base, t0, t1, BS, qf.data(), G, D, kf.data(), scores.data(), ctx);
+    for (int64_t j = 0; j < partial; ++j) {
+      const int64_t t1 = std::min(ctx + j, t0 + BS);
+      if (t1 > t0)
+        scores_scalar<T>(k_cache, base, t0, t1, BS, qf.data() + j * G * D, G, D, kf.data(),
+                         scores.data() + j * G * last, last);
+    }
   }
-  std::vector<float> mx(G, -3.0e38f);  // finite: -ffast-math assumes no infinities
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t t = 0; t < ctx; ++t) mx[g] = std::max(mx[g], scores[g * ctx + t]);
-  // Softmax weights in a loop of its own, so that the compiler vectorizes exp (libmvec):
+  // Softmax weights in a loop of their own, so that the compiler vectorizes exp (libmvec):
   // one scalar exp per (head, token) was most of this kernel's time.
-  std::vector<float> denom(G, 0.f);
-  for (int64_t g = 0; g < G; ++g) {
-    float* sg = &scores[g * ctx];
-    const float m = mx[g];
+  std::vector<float> denom(Q, 0.f);
+  for (int64_t i = 0; i < Q; ++i) {
+    float* sg = &scores[i * last];
+    const int64_t n = ctx + i / G;
+    float m = -3.0e38f;  // finite: -ffast-math assumes no infinities
+    for (int64_t t = 0; t < n; ++t) m = std::max(m, sg[t]);
     float sum = 0.f;
-    for (int64_t t = 0; t < ctx; ++t) {
+    for (int64_t t = 0; t < n; ++t) {
       const float p = std::exp(sg[t] - m);
       sg[t] = p;
       sum += p;
     }
-    denom[g] = sum;
+    denom[i] = sum;
   }
-  std::fill(acc.begin(), acc.begin() + G * D, 0.f);
-  for (int64_t t = 0; t < ctx; ++t) {
+  std::fill(acc.begin(), acc.begin() + Q * D, 0.f);
+  for (int64_t t = 0; t < last; ++t) {
     const int64_t block = table[t / BS];
     load_row(v_cache + ((kvh * NB + block) * BS + t % BS) * D, kf.data(), D);
-    for (int64_t g = 0; g < G; ++g) {
-      const float p = scores[g * ctx + t];
-      float* a = &acc[g * D];
+    // Rows whose context reaches t: those from max(0, t - ctx + 1) on.
+    for (int64_t i = std::max<int64_t>(0, t - ctx + 1) * G; i < Q; ++i) {
+      const float p = scores[i * last + t];
+      float* a = &acc[i * D];
       for (int64_t d = 0; d < D; ++d) a[d] += p * kf[d];
     }
   }
-  for (int64_t g = 0; g < G; ++g) {
-    const float inv = 1.f / denom[g];
-    for (int64_t d = 0; d < D; ++d) out[g * D + d] = static_cast<T>(acc[g * D + d] * inv);
-  }
+  for (int64_t j = 0; j < R; ++j)
+    for (int64_t g = 0; g < G; ++g) {
+      const float inv = 1.f / denom[j * G + g];
+      for (int64_t d = 0; d < D; ++d)
+        out[j * out_stride + g * D + d] = static_cast<T>(acc[(j * G + g) * D + d] * inv);
+    }
 }
 
-// Decode attention of B query rows, one task per (row, kv head), threads over the tasks: row b's
-// H query heads start at q + b * q_stride, its output heads at out + b * H * D.
+// Decode attention of B query rows: row b's H query heads start at q + b * q_stride, its output
+// heads at out + b * H * D. Consecutive rows of one sequence (same block table, each context one
+// longer: a token and its verified drafts) form a group; one task per (group, kv head), threads
+// over the tasks.
 template <typename T>
 void decode_rows(const T* q, int64_t q_stride, const T* kc, const T* vc, const int64_t* tables,
                  int64_t MB, const int64_t* lens, int64_t B, int64_t H, int64_t KV, int64_t D,
                  int64_t NB, int64_t BS, float scale, T* out) {
   const int64_t G = H / KV;
-  int64_t max_ctx = 1;
-  for (int64_t b = 0; b < B; ++b) max_ctx = std::max(max_ctx, lens[b]);
-  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf(G * D), scores(G * max_ctx), acc(G * D);
+  std::vector<int64_t> first;  // each group's first row
+  int64_t max_rows = 1, max_ctx = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    max_ctx = std::max(max_ctx, lens[b]);
+    const bool joins = b > 0 && lens[b] == lens[b - 1] + 1 &&
+                       std::equal(tables + b * MB, tables + b * MB + (lens[b] + BS - 1) / BS,
+                                  tables + (b - 1) * MB);
+    if (!joins) first.push_back(b);
+    max_rows = std::max(max_rows, b + 1 - first.back());
+  }
+  first.push_back(B);
+  // Too few tasks to keep every thread busy (one sequence verifying its drafts): split groups
+  // into runs of fewer rows. Each run still shares its blocks, and each row's result is the same.
+  const int64_t want = 2 * at::get_num_threads();
+  if (static_cast<int64_t>(first.size() - 1) * KV < want && max_rows > 1) {
+    const int64_t pieces = std::min(max_rows, (want + KV - 1) / KV);
+    std::vector<int64_t> split;
+    for (size_t i = 0; i + 1 < first.size(); ++i) {
+      const int64_t rows = first[i + 1] - first[i], n = std::min(rows, pieces);
+      for (int64_t p = 0; p < n; ++p) split.push_back(first[i] + p * rows / n);
+    }
+    split.push_back(B);
+    first.swap(split);
+    max_rows = 1;
+    for (size_t i = 0; i + 1 < first.size(); ++i)
+      max_rows = std::max(max_rows, first[i + 1] - first[i]);
+  }
+  const int64_t groups = static_cast<int64_t>(first.size()) - 1;
+  at::parallel_for(0, groups * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qf(max_rows * G * D), scores(max_rows * G * max_ctx),
+        acc(max_rows * G * D);
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / KV, kvh = i % KV;
-      decode_task<T>(q + b * q_stride + kvh * G * D, kc, vc, tables + b * MB, lens[b], kvh, G, D,
-                     NB, BS, scale, out + (b * H + kvh * G) * D, qf, scores, acc);
+      const int64_t b = first[i / KV], R = first[i / KV + 1] - b, kvh = i % KV;
+      decode_task<T>(q + b * q_stride + kvh * G * D, q_stride, R, kc, vc, tables + b * MB,
+                     lens[b], kvh, G, D, NB, BS, scale, out + (b * H + kvh * G) * D, H * D, qf,
+                     scores, acc);
     }
   });
 }

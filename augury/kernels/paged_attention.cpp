@@ -9,6 +9,8 @@
 //
 // Each (sequence, kv head) pair is one task: its G = H / KV query heads share every key and
 // value row loaded. Two passes: scores (+ max), then exp-weights and the weighted sum of values.
+// Consecutive rows of one sequence (a token and the drafts verified after it) share one task,
+// each row's results bit-identical to computing it alone (attention.h, decode_rows).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
