@@ -123,11 +123,11 @@ inline void scores_scalar(const T* k_cache, int64_t base, int64_t t0, int64_t t1
 template <typename T>
 void decode_task(const T* q, int64_t q_stride, int64_t R, const T* k_cache, const T* v_cache,
                  const int64_t* table, int64_t ctx, int64_t kvh, int64_t G, int64_t D, int64_t NB,
-                 int64_t BS, float scale, T* out, int64_t out_stride, std::vector<float>& qf,
-                 std::vector<float>& scores, std::vector<float>& acc) {
+                 int64_t BS, float scale, T* out, int64_t out_stride, std::vector<T>& qh,
+                 std::vector<float>& qf, std::vector<float>& scores, std::vector<float>& acc) {
   const int64_t Q = R * G, last = ctx + R - 1;  // query heads; the last row's context
-  // Query heads as float, scaled (the scalar path), and bfloat16 in one block (the fast path).
-  std::vector<T> qh(Q * D);
+  // Query heads gathered into one block, as they are (the bfloat16 path) and as float, scaled
+  // (the scalar path).
   for (int64_t j = 0; j < R; ++j)
     for (int64_t g = 0; g < G; ++g)
       for (int64_t d = 0; d < D; ++d) {
@@ -235,13 +235,14 @@ void decode_rows(const T* q, int64_t q_stride, const T* kc, const T* vc, const i
   }
   const int64_t groups = static_cast<int64_t>(first.size()) - 1;
   at::parallel_for(0, groups * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> qh(max_rows * G * D);
     std::vector<float> qf(max_rows * G * D), scores(max_rows * G * max_ctx),
         acc(max_rows * G * D);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = first[i / KV], R = first[i / KV + 1] - b, kvh = i % KV;
       decode_task<T>(q + b * q_stride + kvh * G * D, q_stride, R, kc, vc, tables + b * MB,
-                     lens[b], kvh, G, D, NB, BS, scale, out + (b * H + kvh * G) * D, H * D, qf,
-                     scores, acc);
+                     lens[b], kvh, G, D, NB, BS, scale, out + (b * H + kvh * G) * D, H * D, qh,
+                     qf, scores, acc);
     }
   });
 }
