@@ -46,12 +46,13 @@ def serve(port: int) -> None:
 
     from augury.server.app import create_app, tune_gc
     from augury.server.config import ServerConfig
+    from augury.server.websocket import DirectWebSocketProtocol
 
     app = create_app(ServerConfig(api_keys={"bench": KEY}), engines=[])  # /v1/streams included
     tune_gc()  # as `augury serve` does
     uvicorn.run(  # as `augury serve` runs it
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-        server_header=False, ws_per_message_deflate=False,
+        server_header=False, ws_per_message_deflate=False, ws=DirectWebSocketProtocol,
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from augury.server.config import (
     collect_api_keys,
 )
 from augury.server.logging import configure_logging
+from augury.server.websocket import DirectWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         # Streaming sessions send many small frames: compressing each costs more CPU than the
         # loopback or LAN bytes it saves (measured in bench_stream).
         ws_per_message_deflate=False,
+        ws=DirectWebSocketProtocol,  # uvicorn's, plus a direct path for /v1/streams
     )
     server = DrainingServer(uv_config, drain)
     tune_gc()

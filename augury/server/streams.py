@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from augury.server.auth import ANONYMOUS, ApiKeys, bearer_token
 from augury.server.errors import APIError
+from augury.server.websocket import direct_socket
 from augury.stream.config import StreamConfig
 from augury.stream.manager import StreamManager
 from augury.stream.protocol import (
@@ -104,8 +105,12 @@ class Connection:
         self.manager = manager
         self.key_name = key_name
         self.config = manager.config
+        self.direct = direct_socket(websocket.scope)
+        """The server's direct path for event frames and results (augury/server/websocket)."""
+        self._loop = asyncio.get_running_loop()
         self._waiting_since: float | None = None
-        """When the reader began waiting for the frame it waits for (None: not waiting)."""
+        """When the reader began waiting for the frame it waits for (None: not waiting); a
+        frame taken on the direct path (`_take`) counts as the wait's end and a new start."""
         self._idle = False
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -168,6 +173,8 @@ class Connection:
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             pass  # the client went away mid-send
         finally:
+            if self.direct is not None:
+                self.direct.detach()
             if session is not None and session.id in self.manager.live:
                 await self.manager.detach(session)
 
@@ -221,11 +228,16 @@ class Connection:
         }
         if token is not None:
             frame["resume_token"] = token
-        session.attach(self._send)
+        session.attach(self._send, self.direct.send_nowait if self.direct is not None else None)
         await session.send(frame)
 
     async def _read(self, session: Session) -> None:
+        def take(payload: str | bytes) -> bool:
+            return self._take(session, payload)
+
         while True:
+            if self.direct is not None:
+                self.direct.attach(take)  # (refused while frames wait for us: next time)
             try:
                 payload = await self._receive()
             except TimeoutError:
@@ -265,6 +277,30 @@ class Connection:
             except FrameError as exc:
                 session.core.counters.bad_frames += 1
                 await session.send(_error(exc.code, exc.message))
+
+    def _take(self, session: Session, payload: str | bytes) -> bool:
+        """The direct path: queue the events of a good event, batch or binary frame as it
+        arrives; any other frame, a bad one, or one the queue cannot take now ('block') goes
+        back to `_read` (False), which answers or waits as for every frame."""
+        if len(payload) > self.config.max_frame_bytes:
+            return False
+        try:
+            if isinstance(payload, bytes):
+                events = self._binary_events(session, payload)
+            else:
+                frame = parse_text(payload)
+                if isinstance(frame, EventFrame):
+                    events = self._events(session, [frame])
+                elif isinstance(frame, BatchFrame):
+                    events = self._events(session, frame.events)
+                else:
+                    return False
+        except FrameError:
+            return False
+        if not session.put_nowait(events):
+            return False
+        self._waiting_since = self._loop.time()  # the idle limit counts from here
+        return True
 
     async def _close(self, code: str, message: str, session: Session | None = None) -> None:
         frame = _error(code, message, fatal=True)

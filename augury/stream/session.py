@@ -250,14 +250,19 @@ class Session:
         """Result frames waiting for the sender task."""
         self._notify = notify or _run_alone
         self._send: Send | None = None
+        self._send_nowait: Callable[[str], bool] | None = None
         self._send_lock = asyncio.Lock()
         self._sender: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._reported_drops = 0
 
-    def attach(self, send: Send) -> None:
-        """Start sending frames through `send` (and start the sender task)."""
+    def attach(self, send: Send, send_nowait: Callable[[str], bool] | None = None) -> None:
+        """Start sending frames through `send` (and start the sender task). With
+        `send_nowait` (write a frame now if the socket can take it, else False), results go
+        out as soon as they are scored, without waking the sender task, while nothing waits
+        in the outbox."""
         self._send = send
+        self._send_nowait = send_nowait
         if self._sender is None:
             self._sender = asyncio.create_task(self._drain(), name=f"stream-{self.id}")
 
@@ -286,14 +291,32 @@ class Session:
             if done < len(fresh):
                 await self.queue.room()
 
+    def put_nowait(self, events: list[Event]) -> bool:
+        """`put` without waiting: False, with nothing changed, when the queue blocks and has
+        no room for all of `events` now (then `put` them)."""
+        queue = self.queue
+        if queue.overflow == "block" and len(queue) + len(events) > queue.capacity:
+            return False
+        fresh = self.core.accept(events)
+        if fresh:
+            queue.offer(fresh)
+            self._notify(self)
+        return True
+
     def deliver(self, texts: list[str]) -> None:
         """Hand result frames to the sender (the scheduler calls this), with a "dropped"
         frame when the queue discarded events since the last report."""
         self.core.counters.queue_dropped = self.queue.dropped
-        self.outbox.extend(texts)
         if self.queue.dropped > self._reported_drops:
             self._reported_drops = self.queue.dropped
-            self.outbox.append(json.dumps({"type": "dropped", "count": self.queue.dropped}))
+            texts = [*texts, json.dumps({"type": "dropped", "count": self.queue.dropped})]
+        send_now = self._send_nowait
+        if send_now is not None and not self.outbox and not self._send_lock.locked():
+            sent = 0  # frames go out in order: stop at the first the socket cannot take
+            while sent < len(texts) and send_now(texts[sent]):
+                sent += 1
+            texts = texts[sent:] if sent else texts
+        self.outbox.extend(texts)
         if self.outbox and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
@@ -308,7 +331,7 @@ class Session:
             try:
                 await self._send(text)
             except Exception:
-                self._send = None
+                self._send = self._send_nowait = None
                 self.outbox.clear()
 
     async def _drain(self) -> None:
@@ -326,7 +349,7 @@ class Session:
     async def detach(self) -> None:
         """Stop the sender and run what is still queued, so the core holds every accepted
         event's effect (results go to the ring only)."""
-        self._send = None  # not under the lock: a send may hang on a dead socket
+        self._send = self._send_nowait = None  # not under the lock: a send may hang
         if self._sender is not None:
             self._sender.cancel()
             try:

@@ -22,6 +22,9 @@ LIMIT = 0.05
 class SilentSocket:
     """A client that never sends anything."""
 
+    def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}
+
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from augury.server.app import create_app
 from augury.server.config import ServerConfig
 from augury.server.streams import StreamRouter
+from augury.server.websocket import DirectWebSocketProtocol
 from augury.stream.config import StreamConfig
 from tests.live_server import start_server
 
@@ -51,21 +52,29 @@ class Live:
     router: StreamRouter
     server: uvicorn.Server
     thread: threading.Thread
+    protocol: str
+    """A key of PROTOCOLS."""
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(15)
 
 
-def start(config: StreamConfig | None = None) -> Live:
+PROTOCOLS = {"direct": DirectWebSocketProtocol, "asgi": "websockets-sansio"}
+"""uvicorn WebSocket protocols: `augury serve`'s, whose direct path takes event frames and
+writes results without ASGI hops, and uvicorn's own (plain ASGI, as under other servers)."""
+
+
+def start(config: StreamConfig | None = None, protocol: str = "direct") -> Live:
     app, router = build_app(config)
-    server = start_server(app, scheme="ws")
-    return Live(f"{server.url}/v1/streams", router, server.server, server.thread)
+    server = start_server(app, scheme="ws", ws=PROTOCOLS[protocol])
+    return Live(f"{server.url}/v1/streams", router, server.server, server.thread, protocol)
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
-    server = start(StreamConfig(resume_timeout_s=30, idle_timeout_s=30))
+@pytest.fixture(scope="module", params=list(PROTOCOLS))
+def live(request: pytest.FixtureRequest) -> Iterator[Live]:
+    """A server per protocol: every test that uses it runs over both paths."""
+    server = start(StreamConfig(resume_timeout_s=30, idle_timeout_s=30), request.param)
     yield server
     server.stop()
 

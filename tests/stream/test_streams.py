@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from augury.server.streams import Connection
 from augury.stream.client import StreamClient, StreamError
 from augury.stream.config import StreamConfig
 from augury.stream.protocol import encode_binary
@@ -53,9 +54,10 @@ async def next_of(c: StreamClient, kind: str) -> dict[str, Any]:
                 return frame
 
 
-@pytest.fixture(scope="module")
-def limited() -> Iterator[Live]:
-    server = start(StreamConfig(max_sessions_per_key=3, idle_timeout_s=1.0, max_frame_bytes=4096))
+@pytest.fixture(scope="module", params=["direct", "asgi"])
+def limited(request: pytest.FixtureRequest) -> Iterator[Live]:
+    config = StreamConfig(max_sessions_per_key=3, idle_timeout_s=1.0, max_frame_bytes=4096)
+    server = start(config, request.param)
     yield server
     server.stop()
 
@@ -258,3 +260,66 @@ async def test_slow_consumer_block_loses_nothing(live: Live) -> None:
         stats = await c.stats()
         assert [r["window"]["first_id"] for r in got] == list(range(10_000 - 63))
         assert stats["queue_dropped"] == 0 and stats["queue_high_water"] <= 16
+
+
+async def test_frames_keep_their_order_across_both_paths(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event frames go the direct path where the server offers one; a bad frame or a stats
+    frame goes through ASGI; the server takes frames in the order they were sent."""
+    taken = []
+    take = Connection._take
+
+    def counting(self: Connection, session: Any, payload: str | bytes) -> bool:
+        ok = take(self, session, payload)
+        taken.append(ok)
+        return ok
+
+    monkeypatch.setattr(Connection, "_take", counting)
+    async with client(live, window={"kind": "count", "size": 1, "stride": 1}) as c:
+        for k in range(3):
+            for e in events(20, start=20 * k):
+                await c.send([e])
+            await c.send_raw("{oops" if k == 0 else json.dumps({"type": "stats"}))
+        frames = []
+        async with asyncio.timeout(20):
+            while len(frames) < 63:
+                frames.append(await c.recv())
+    kinds = [f["type"] for f in frames]
+    assert (kinds.count("result"), kinds.count("error"), kinds.count("stats")) == (60, 1, 2)
+    ids = [f["window"]["first_id"] for f in frames if f["type"] == "result"]
+    assert ids == list(range(60))
+    # each stats frame was answered after every event sent before it was taken, none after
+    assert [f["events_received"] for f in frames if f["type"] == "stats"] == [40, 60]
+    if live.protocol == "direct":  # frames that came while ASGI had some went through ASGI
+        assert taken.count(True) > 0 and taken.count(False) <= 3
+    else:
+        assert taken == []
+
+
+async def test_block_with_one_event_per_frame_loses_nothing(live: Live) -> None:
+    """Small frames into a full queue: the direct path hands them back and the reader waits."""
+    options = {"overflow": "block", "queue_size": 8}
+    async with client(live, window={"kind": "count", "size": 4, "stride": 1}, options=options) as c:
+
+        async def send_all() -> None:
+            for e in events(3000):
+                await c.send([e])
+
+        sender = asyncio.create_task(send_all())
+        await asyncio.sleep(0.5)  # not reading yet
+        got = await results(c, 3000 - 3, timeout=60)
+        await sender
+        stats = await c.stats()
+    assert [r["window"]["first_id"] for r in got] == list(range(3000 - 3))
+    assert stats["queue_dropped"] == 0 and stats["queue_high_water"] <= 8
+
+
+async def test_events_keep_a_session_from_going_idle(limited: Live) -> None:
+    async with client(limited) as c:
+        for e in events(8):  # one every 0.3 s for 2.4 s, with an idle limit of 1 s
+            await c.send([e])
+            await asyncio.sleep(0.3)
+        assert (await c.stats())["events_received"] == 8
+        error = await next_of(c, "error")  # then nothing for 1 s
+        assert error["code"] == "idle_timeout" and error["fatal"]
