@@ -5,6 +5,10 @@ server's `ApiKeys` (constant-time): `Authorization: Bearer KEY`, `x-api-key: KEY
 `?api_key=KEY` (browsers cannot set headers on WebSockets). A refused handshake gets the
 server's 401 error envelope (or close code 1008 where the server cannot send a response).
 
+Where the server offers the direct path (`augury serve`: augury/server/websocket.py), good
+event frames are queued as they are parsed and results written as soon as they are scored;
+every other frame, and everything under other servers, goes through ASGI.
+
 Mount (in the app factory):
 
     from augury.server.streams import create_stream_router

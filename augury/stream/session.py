@@ -3,7 +3,8 @@
 SessionCore   the synchronous pipeline: dedup by id -> reorder -> window -> features ->
               model -> result frames (kept in a ring for replay); no I/O, checkpointable
 Session       the async shell: a bounded input queue filled by the socket reader, an outbox
-              of frames written by a sender task, attach/detach of sockets. The shared
+              of frames written by a sender task (results skip it when the server can write
+              them at once: augury/server/websocket.py), attach/detach of sockets. The shared
               scheduler (scheduler.py) runs queued events through the cores of all sessions
               at once: `windows` for each, features for all windows together, `results`
               for each.
@@ -304,8 +305,10 @@ class Session:
         return True
 
     def deliver(self, texts: list[str]) -> None:
-        """Hand result frames to the sender (the scheduler calls this), with a "dropped"
-        frame when the queue discarded events since the last report."""
+        """Hand result frames to the client (the scheduler calls this), with a "dropped"
+        frame when the queue discarded events since the last report: written at once through
+        `send_nowait` where the server offers it and nothing is waiting or being sent, else
+        queued in the outbox for the sender task."""
         self.core.counters.queue_dropped = self.queue.dropped
         if self.queue.dropped > self._reported_drops:
             self._reported_drops = self.queue.dropped
