@@ -1,7 +1,9 @@
-"""`augury serve` as a real process: flags, TLS-free startup, JSON logs and SIGTERM draining."""
+"""`augury serve` as a real process: flags, TLS-free startup, a streaming session, JSON logs and
+SIGTERM draining."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -16,6 +18,7 @@ import pytest
 
 from augury.cli.main import build_parser
 from augury.cli.serve import config_from_args
+from augury.stream.client import StreamClient
 from tests.server.conftest import free_port
 
 KEY = "sk-cli-key-0123456"
@@ -78,12 +81,31 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     raise AssertionError("server not ready:\n" + log.read_text())
 
 
+async def stream_session(url: str) -> list[int]:
+    """First ids of the windows of 40 events through /v1/streams (`augury serve` runs uvicorn
+    with the direct WebSocket path: augury/server/websocket.py)."""
+    window = {"kind": "count", "size": 10, "stride": 1}
+    async with StreamClient(url, "zscore", ["x"], window=window, api_key=KEY) as client:
+        for i in range(40):
+            await client.send([{"t": i * 0.01, "values": {"x": float(i % 5)}}])
+        firsts: list[int] = []
+        async with asyncio.timeout(20):
+            while len(firsts) < 40 - 9:
+                frame = await client.recv()
+                if frame["type"] == "result":
+                    firsts.append(frame["window"]["first_id"])
+        return firsts
+
+
 def test_sigterm_drains_in_flight_streams_and_exits_0(
     served: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, url, log = served
     auth = {"Authorization": f"Bearer {KEY}"}
     assert httpx.get(url + "/health", timeout=5).status_code == 200  # no key needed
+    assert asyncio.run(stream_session(url.replace("http", "ws") + "/v1/streams")) == list(
+        range(40 - 9)
+    )
     body = {
         "model": "SmolLM2-135M-Instruct",
         "messages": [{"role": "user", "content": "Tell me a story."}],
