@@ -6,7 +6,8 @@ SmolLM2's shape (9 query heads, 3 kv heads, head size 64, blocks of 16, bfloat16
 R consecutive rows of one sequence, each context one longer (a decoding token and R - 1 drafts
 being verified), which the kernel computes as one task per kv head. "apart": the same rows with
 contexts that do not follow each other, so each row is its own task, which is how they ran
-before. Times are per layer (one kernel call); each cell the median of 200 calls, interleaved.
+before. Times are per layer (one kernel call); each cell is the lower of two medians of 200
+calls, the two layouts measured in turn.
 Prints a table; writes bench/results/bench_attention.json.
 """
 

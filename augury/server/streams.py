@@ -124,7 +124,7 @@ class Connection:
         The idle limit is kept by one watchdog timer per connection (`_watch`), which wakes
         once per idle period, not by a timeout context per frame (that cost ~6 us a frame,
         a tenth of the server's whole work per event at 10,000 events/s)."""
-        self._waiting_since = asyncio.get_running_loop().time()
+        self._waiting_since = self._loop.time()
         try:
             message = await self.ws.receive()
         except asyncio.CancelledError:
@@ -144,7 +144,7 @@ class Connection:
 
     def _watch(self, task: asyncio.Task[None]) -> None:
         """Cancel `task` once it has waited `idle_timeout_s` for one frame (see _receive)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         limit = self.config.idle_timeout_s
 
         def check() -> None:

@@ -81,19 +81,17 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        payload: str | bytes = data
+        payload: str | bytes | None = data
         if self.curr_msg_data_type == "text":
             try:
                 payload = data.decode()
-            except UnicodeDecodeError:  # uvicorn closes the connection for it
-                self._handler = None
-                super().send_receive_event_to_app()
-                return
-        self.frames = []
-        if not handler(payload):
-            self._handler = None
-            self.frames = [data]
-            super().send_receive_event_to_app()
+            except UnicodeDecodeError:  # handed back: uvicorn closes the connection for it
+                payload = None
+        if payload is not None and handler(payload):
+            self.frames = []
+            return
+        self._handler = None  # handed back: this message and the next go through ASGI
+        super().send_receive_event_to_app()
 
     def send_nowait(self, text: str) -> bool:
         if (

@@ -318,7 +318,7 @@ class Session:
             sent = 0  # frames go out in order: stop at the first the socket cannot take
             while sent < len(texts) and send_now(texts[sent]):
                 sent += 1
-            texts = texts[sent:] if sent else texts
+            texts = texts[sent:]
         self.outbox.extend(texts)
         if self.outbox and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
