@@ -177,3 +177,23 @@ async def test_send_nowait_writes_or_refuses() -> None:
 def test_other_servers_offer_no_direct_path() -> None:
     assert direct_socket({"type": "websocket", "extensions": {}}) is None
     assert direct_socket({"type": "websocket"}) is None
+
+
+async def test_invalid_utf8_is_handed_back_and_uvicorn_closes_with_1007() -> None:
+    pair = Pair()
+    socket = await pair.open()
+    taken: list[str | bytes] = []
+
+    def handler(payload: str | bytes) -> bool:
+        taken.append(payload)
+        return True
+
+    assert socket.attach(handler)
+    pair.client.send_text(b"\xff\xfe not utf-8")
+    pair.server.data_received(b"".join(pair.client.data_to_send()))
+    assert taken == []
+    pair.client.receive_data(pair.transport.take())
+    closes = [e for e in pair.client.events_received() if isinstance(e, Frame)]
+    assert closes and closes[-1].data[:2] == (1007).to_bytes(2, "big")
+    assert pair.transport.closing
+    pair.done.set()
