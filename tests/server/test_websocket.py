@@ -21,6 +21,7 @@ from augury.server.websocket import (
     DIRECT_EXTENSION,
     DirectSocket,
     DirectWebSocketProtocol,
+    Handler,
     direct_socket,
 )
 
@@ -109,6 +110,16 @@ class Pair:
         return text
 
 
+def taking_all(taken: list[str | bytes]) -> Handler:
+    """A handler that keeps every message in `taken`."""
+
+    def handler(payload: str | bytes) -> bool:
+        taken.append(payload)
+        return True
+
+    return handler
+
+
 async def test_messages_reach_the_handler_in_order_until_one_is_handed_back() -> None:
     pair = Pair()
     socket = await pair.open()
@@ -141,10 +152,7 @@ async def test_attach_waits_until_asgi_has_taken_what_is_queued() -> None:
     pair = Pair()
     socket = await pair.open()
     taken: list[str | bytes] = []
-
-    def handler(payload: str | bytes) -> bool:
-        taken.append(payload)
-        return True
+    handler = taking_all(taken)
 
     pair.send("queued")
     assert not socket.attach(handler)  # it would overtake "queued"
@@ -183,10 +191,7 @@ async def test_invalid_utf8_is_handed_back_and_uvicorn_closes_with_1007() -> Non
     pair = Pair()
     socket = await pair.open()
     taken: list[str | bytes] = []
-
-    def handler(payload: str | bytes) -> bool:
-        taken.append(payload)
-        return True
+    handler = taking_all(taken)
 
     assert socket.attach(handler)
     pair.client.send_text(b"\xff\xfe not utf-8")
